@@ -28,10 +28,9 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
   thread_ = std::thread([this] { run_thread(); });
 }
 
-EngineWrap::~EngineWrap() {
-  stop();
-  tsfn_.Release();
-}
+// The thread-safe function is released by close(); a finalizer must not release it, since the
+// environment's teardown finalizes this object while holding the function's own lock.
+EngineWrap::~EngineWrap() { stop(); }
 
 void EngineWrap::stop() {
   {
@@ -139,6 +138,10 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineWrap::Close(const Napi::CallbackInfo& info) {
   stop();
+  if (!released_) {
+    released_ = true;
+    tsfn_.Release();
+  }
   backend_.reset();
   weights_.reset();
   return info.Env().Undefined();

@@ -48,6 +48,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   using Delivery = Napi::TypedThreadSafeFunction<std::nullptr_t, Job, &EngineWrap::deliver>;
   Delivery tsfn_;
   int pending_ = 0;  // jobs submitted and not yet delivered (JS thread only)
+  bool released_ = false;
 
   std::mutex mu_;
   std::condition_variable cv_;
