@@ -133,11 +133,7 @@ export async function main(argv: string[]): Promise<void> {
     } else if (e instanceof ModelLoadError || e instanceof EngineError) {
       log(e.message);
       process.exitCode = 1;
-    } else if (
-      e instanceof Error &&
-      /native engine|KV cache|model weights|config|tensor|cannot open|truncated/i.test(e.message)
-    ) {
-      // errors raised by the native loader carry their own file and problem
+    } else if (e instanceof Error && e.message.startsWith("Pagoda's native engine")) {
       log(e.message);
       process.exitCode = 1;
     } else {

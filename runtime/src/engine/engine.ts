@@ -123,7 +123,14 @@ export class Engine {
     options: EngineOptions,
     config: Omit<EngineConfig, 'maxModelLen'> & { maxModelLen?: number },
   ): Promise<Engine> {
-    const info = await native.load({ config: model.config, tensors: model.tensors, options });
+    let info: BackendInfo;
+    try {
+      info = await native.load({ config: model.config, tensors: model.tensors, options });
+    } catch (e) {
+      native.close();
+      // The native loader's message already names the file and the problem.
+      throw new EngineError((e as Error).message);
+    }
     const capacity = info.numBlocks * info.blockSize;
     const maxModelLen = Math.min(
       config.maxModelLen ?? model.config.maxPositionEmbeddings,

@@ -75,6 +75,8 @@ export interface NativeEngine {
 
 interface NativeModule {
   Engine: new () => NativeEngine;
+  /** Decodes one tensor as the loader would (dequantized, rope permutation undone). */
+  decodeTensor(entry: TensorEntry): Float32Array;
   version: string;
   cuda: boolean;
 }
