@@ -40,7 +40,10 @@ async function pagoda(engine: Engine, prompt: number[], n: number): Promise<numb
 }
 
 const model = await ensureDefaultModel({ log: console.error });
-const cfg = parseServeArgs(['--model', model, '--device', 'cpu', '--threads', String(threads), '--max-num-seqs', String(Math.max(streams, 8))], {});
+const cfg = parseServeArgs(
+  ['--model', model, '--device', 'cpu', '--threads', String(threads), '--max-num-seqs', String(Math.max(streams, 8))],
+  {},
+);
 const { engine } = await startEngine(cfg);
 const prompt = engine.model.tokenizer.encode('Write a long story about a lighthouse keeper and the sea.');
 await pagoda(engine, prompt, 1); // warm-up
@@ -48,16 +51,24 @@ const ours = { single: await pagoda(engine, prompt, 1), multi: await pagoda(engi
 engine.close();
 
 const python = referenceVenv();
-const r = spawnSync(python, [join(here, 'llamacpp_bench.py'), model, String(threads), String(streams), String(tokens), JSON.stringify(prompt)], {
-  encoding: 'utf8',
-});
+const r = spawnSync(
+  python,
+  [join(here, 'llamacpp_bench.py'), model, String(threads), String(streams), String(tokens), JSON.stringify(prompt)],
+  {
+    encoding: 'utf8',
+  },
+);
 if (r.status !== 0) throw new Error(`llama.cpp bench failed:\n${r.stderr}`);
 const ref = JSON.parse(r.stdout.trim().split('\n').pop()!) as { single: number; multi: number; version: string };
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
-console.log(`CPU: ${cpu}, ${threads} threads; model SmolLM2-135M-Instruct Q4_1 (${engine.info.weightDtype} weights in Pagoda); ${tokens} new tokens, greedy`);
+console.log(
+  `CPU: ${cpu}, ${threads} threads; model SmolLM2-135M-Instruct Q4_1 (${engine.info.weightDtype} weights in Pagoda); ${tokens} new tokens, greedy`,
+);
 console.log(`| engine | 1 stream tok/s | ${streams} streams tok/s |`);
 console.log('|---|---|---|');
 console.log(`| Pagoda (${engine.info.device}) | ${ours.single.toFixed(1)} | ${ours.multi.toFixed(1)} |`);
 console.log(`| llama.cpp (llama-cpp-python ${ref.version}) | ${ref.single.toFixed(1)} | ${ref.multi.toFixed(1)} |`);
-console.log(`| Pagoda / llama.cpp | ${(ours.single / ref.single).toFixed(2)} | ${(ours.multi / ref.multi).toFixed(2)} |`);
+console.log(
+  `| Pagoda / llama.cpp | ${(ours.single / ref.single).toFixed(2)} | ${(ours.multi / ref.multi).toFixed(2)} |`,
+);

@@ -33,7 +33,14 @@ export function readReference(jsonPath: string, binPath: string): Reference {
   return { prompts: meta.prompts, vocab: meta.vocab, logits };
 }
 
-export const TINY_MODELS = ['qwen3-tiny', 'qwen2-tiny-sharded', 'llama3-tiny', 'llama-tiny-bf16', 'qwen3-tiny-f16', 'llama-tiny'] as const;
+export const TINY_MODELS = [
+  'qwen3-tiny',
+  'qwen2-tiny-sharded',
+  'llama3-tiny',
+  'llama-tiny-bf16',
+  'qwen3-tiny-f16',
+  'llama-tiny',
+] as const;
 
 export function tinyModelDir(name: string): string {
   return join(FIXTURES, 'tiny', name);

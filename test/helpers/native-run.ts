@@ -7,7 +7,11 @@ import { createNativeEngine, type EngineOptions, type NativeEngine } from '../..
 
 export async function loadNative(model: LoadedModel, options: EngineOptions = {}): Promise<NativeEngine> {
   const engine = createNativeEngine();
-  await engine.load({ config: model.config, tensors: model.tensors, options: { numBlocks: 256, blockSize: 16, ...options } });
+  await engine.load({
+    config: model.config,
+    tensors: model.tensors,
+    options: { numBlocks: 256, blockSize: 16, ...options },
+  });
   return engine;
 }
 

@@ -2,10 +2,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { FastifyInstance } from 'fastify';
 import { parseServeArgs, type RuntimeConfig } from '../../runtime/src/config.ts';
+import { startEngine } from '../../runtime/src/runtime.ts';
 import { buildApp } from '../../runtime/src/server/app.ts';
 import { Lifecycle } from '../../runtime/src/server/lifecycle.ts';
 import { RuntimeMetrics } from '../../runtime/src/server/metrics.ts';
-import { startEngine } from '../../runtime/src/runtime.ts';
 import { CLI } from './cli.ts';
 import { defaultModelPath } from './default-engine.ts';
 

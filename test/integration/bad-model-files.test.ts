@@ -60,7 +60,11 @@ interface Case {
 
 const cases: Case[] = [
   { name: 'missing path', make: () => join(work, 'nope'), expect: (p) => [p, 'no such file or directory'] },
-  { name: 'directory without a model', make: () => mkdtempSync(join(work, 'empty-')), expect: (p) => [p, 'not a model'] },
+  {
+    name: 'directory without a model',
+    make: () => mkdtempSync(join(work, 'empty-')),
+    expect: (p) => [p, 'not a model'],
+  },
   {
     name: 'truncated GGUF',
     make: () => {

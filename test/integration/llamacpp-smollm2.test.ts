@@ -42,7 +42,10 @@ describe('SmolLM2 GGUF vs llama.cpp', () => {
     for (const g of ref.greedy) {
       expect(engine.model.tokenizer.encode(g.text)).toEqual(g.ids);
       const events = await drain(
-        engine.generate({ prompt: g.ids, params: defaultSamplingParams({ temperature: 0, maxTokens: 32, ignoreEos: true, logprobs: 2 }) }),
+        engine.generate({
+          prompt: g.ids,
+          params: defaultSamplingParams({ temperature: 0, maxTokens: 32, ignoreEos: true, logprobs: 2 }),
+        }),
       );
       const ours = events.flatMap((e) => e.tokenIds);
       const lps = events.flatMap((e) => e.logprobs ?? []);

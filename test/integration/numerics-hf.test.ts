@@ -15,7 +15,11 @@ async function worstError(modelPath: string, ref: ReturnType<typeof tinyReferenc
   const model = loadModel(modelPath);
   const engine = await loadNative(model, { weightDtype });
   try {
-    const got = await promptLogits(engine, ref.prompts, ref.vocab, { blockSize: 16, chunk: Number.POSITIVE_INFINITY, batched: true });
+    const got = await promptLogits(engine, ref.prompts, ref.vocab, {
+      blockSize: 16,
+      chunk: Number.POSITIVE_INFINITY,
+      batched: true,
+    });
     let worst = 0;
     ref.prompts.forEach((p, i) => {
       for (let t = 0; t < p.length; t++) worst = Math.max(worst, relativeError(got[i]![t]!, ref.logits[i]![t]!));
@@ -46,7 +50,10 @@ describe('logits match HF transformers', () => {
 
   for (const name of ['llama-tiny', 'llama-tiny-quant']) {
     it(`${name}.gguf (q/k rope permutation undone; quantized weights dequantized)`, async () => {
-      const ref = readReference(join(FIXTURES, 'gguf', `${name}.reference.json`), join(FIXTURES, 'gguf', `${name}.reference-logits.bin`));
+      const ref = readReference(
+        join(FIXTURES, 'gguf', `${name}.reference.json`),
+        join(FIXTURES, 'gguf', `${name}.reference-logits.bin`),
+      );
       // f32 storage: the comparison is exact math on the dequantized values
       const { worst, model } = await worstError(join(FIXTURES, 'gguf', `${name}.gguf`), ref, 'f32');
       expect(model.format).toBe('gguf');
@@ -57,7 +64,12 @@ describe('logits match HF transformers', () => {
   it('a GGUF tokenizer encodes like the tokenizer.json it was converted from', () => {
     const gguf = loadModel(join(FIXTURES, 'gguf', 'llama-tiny.gguf')).tokenizer;
     const hf = loadModel(tinyModelDir('llama-tiny')).tokenizer;
-    for (const text of ['Hello, world!', 'Paged attention keeps 12345 blocks.', '<|im_start|>user\nHi<|im_end|>\n', ' spaces  and\ttabs\n']) {
+    for (const text of [
+      'Hello, world!',
+      'Paged attention keeps 12345 blocks.',
+      '<|im_start|>user\nHi<|im_end|>\n',
+      ' spaces  and\ttabs\n',
+    ]) {
       expect(gguf.encode(text)).toEqual(hf.encode(text));
       expect(gguf.decode(gguf.encode(text), { skipSpecial: false })).toBe(text);
     }

@@ -45,7 +45,8 @@ for (const name of ['qwen3-tiny', 'qwen2-tiny-sharded']) {
 
     it('across block sizes 1, 7, 16, 32 and block placements', async () => {
       const base = await run({ blockSize: 16, chunk: Number.POSITIVE_INFINITY, batched: false });
-      for (const bs of [1, 7, 32]) expectIdentical(await run({ blockSize: bs, chunk: 3, batched: false, firstBlock: 50 }), base);
+      for (const bs of [1, 7, 32])
+        expectIdentical(await run({ blockSize: bs, chunk: 3, batched: false, firstBlock: 50 }), base);
     });
 
     it('alone or batched with the other prompts, mixing chunk sizes in one step', async () => {

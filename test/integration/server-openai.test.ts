@@ -38,9 +38,18 @@ describe('OpenAI API (official client)', () => {
   });
 
   it('streams chat chunks that add up to the non-streamed answer', async () => {
-    const req = { model: MODEL, messages: [{ role: 'user' as const, content: 'Name three colors.' }], temperature: 0, max_tokens: 24 };
+    const req = {
+      model: MODEL,
+      messages: [{ role: 'user' as const, content: 'Name three colors.' }],
+      temperature: 0,
+      max_tokens: 24,
+    };
     const whole = await client.chat.completions.create(req);
-    const stream = await client.chat.completions.create({ ...req, stream: true, stream_options: { include_usage: true } });
+    const stream = await client.chat.completions.create({
+      ...req,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     let text = '';
     let finish: string | null = null;
     let usage: OpenAI.CompletionUsage | undefined;
@@ -57,17 +66,33 @@ describe('OpenAI API (official client)', () => {
     expect(roles).toBe(1);
     expect(text).toBe(whole.choices[0]!.message.content);
     expect(finish).toBe(whole.choices[0]!.finish_reason);
-    expect(usage).toEqual({ ...whole.usage, prompt_tokens_details: undefined, total_tokens: whole.usage!.total_tokens });
+    expect(usage).toEqual({
+      ...whole.usage,
+      prompt_tokens_details: undefined,
+      total_tokens: whole.usage!.total_tokens,
+    });
   });
 
   it('completes text prompts, streamed and not, with n choices', async () => {
-    const r = await client.completions.create({ model: MODEL, prompt: 'The sky is', max_tokens: 8, temperature: 0, n: 2 });
+    const r = await client.completions.create({
+      model: MODEL,
+      prompt: 'The sky is',
+      max_tokens: 8,
+      temperature: 0,
+      n: 2,
+    });
     expect(r.object).toBe('text_completion');
     expect(r.choices).toHaveLength(2);
     expect(r.choices[0]!.text).toBe(r.choices[1]!.text);
     expect(r.choices[0]!.finish_reason).toBe('length');
     expect(r.usage!.completion_tokens).toBe(16);
-    const stream = await client.completions.create({ model: MODEL, prompt: 'The sky is', max_tokens: 8, temperature: 0, stream: true });
+    const stream = await client.completions.create({
+      model: MODEL,
+      prompt: 'The sky is',
+      max_tokens: 8,
+      temperature: 0,
+      stream: true,
+    });
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
     expect(text).toBe(r.choices[0]!.text);
