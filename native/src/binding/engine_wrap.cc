@@ -130,7 +130,9 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
   auto job = std::make_unique<Job>(env);
   job->work = [this, in, out] {
     if (!backend_) throw EngineError("engine has no model loaded: call load() first");
+    resolve_previous_tokens(*in, previous_tokens_);
     backend_->step(*in, *out);
+    previous_tokens_ = out->tokens;
   };
   job->result = [in, out](Napi::Env e) { return write_step_output(e, std::move(*out), *in); };
   return submit(env, std::move(job));

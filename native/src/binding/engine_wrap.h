@@ -59,6 +59,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // Owned by the engine thread once loaded.
   std::unique_ptr<WeightStore> weights_;
   std::unique_ptr<Backend> backend_;
+  std::vector<int32_t> previous_tokens_;  // what the last successful step sampled, per logit row
 };
 
 }  // namespace pagoda::binding
