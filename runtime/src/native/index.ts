@@ -20,6 +20,9 @@ export interface EngineOptions {
   maxNumBatchedTokens?: number;
   maxNumSeqs?: number;
   tensorParallelSize?: number;
+  /** longest sequence (prompt + output) a step may hold; sizes the CUDA backend's block tables */
+  maxModelLen?: number;
+  enableCudaGraphs?: boolean;
 }
 
 export interface BackendInfo {
@@ -73,7 +76,14 @@ export interface NativeEngine {
   close(): void;
 }
 
+export interface DeviceMemory {
+  free: number;
+  total: number;
+}
+
 interface NativeModule {
+  /** GPU memory of device 0 (CUDA builds only). */
+  deviceMemory?: () => DeviceMemory;
   Engine: new () => NativeEngine;
   /** Decodes one tensor as the loader would (dequantized, rope permutation undone). */
   decodeTensor(entry: TensorEntry): Float32Array;

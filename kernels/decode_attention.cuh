@@ -1,0 +1,250 @@
+// Paged decode attention: one new query token per sequence attends to its whole cached context.
+//
+// GQA-aware: a CTA serves GC query heads that share one KV head, so each cached K/V row is read once
+// for all of them. Split-K: long contexts are cut into `splits` ranges processed by separate CTAs; a
+// reduction pass merges their (max, sum, output) triples. 16-byte loads, several tokens in flight.
+//
+// Thread layout (D = head dim): TPT = D / 8 threads share one token (8 dims each, one 16-byte load of K
+// and of V); a warp covers 32 / TPT tokens at a time; 4 warps; UNROLL token groups are loaded before
+// any arithmetic so enough bytes are in flight to cover memory latency.
+#pragma once
+#include "common.cuh"
+
+namespace pagoda::kernels {
+
+struct DecodeAttentionParams {
+  const bf16* q;                // [*, Hq, D] query rows, row stride q_stride elements
+  const bf16* k_cache;          // [num_blocks, Hkv, block_size, D]
+  const bf16* v_cache;          // [num_blocks, Hkv, block_size, D]
+  const int32_t* block_tables;  // [num_seqs, max_blocks]
+  const int32_t* context_lens;  // [num_seqs] tokens in the cache, the new one included; 0 = padding entry
+  const int32_t* entry_seq;     // [E] sequence of each decode entry (null: entry e is sequence e)
+  const int32_t* entry_row;     // [E] token row of q and out for each entry (null: row e)
+  bf16* out;                    // [*, Hq, D] row stride out_stride elements
+  float* partial_acc;           // [E, Hq, splits, D] (splits > 1)
+  float* partial_ml;            // [E, Hq, splits, 2] (splits > 1): running max (log2 domain) and sum
+  int E, Hq, Hkv, block_size, max_blocks, splits, q_stride, out_stride;
+  float scale;
+};
+
+namespace detail {
+
+constexpr int kDecodeWarps = 4;
+constexpr int kDecodeUnroll = 4;
+
+struct alignas(16) Raw16 {
+  uint4 v;
+};
+
+__device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[8], float m2, float l2, const float (&acc2)[8]) {
+  const float mx = fmaxf(m, m2);
+  const float a = (m == -INFINITY) ? 0.0f : exp2f(m - mx);
+  const float b = (m2 == -INFINITY) ? 0.0f : exp2f(m2 - mx);
+  l = l * a + l2 * b;
+#pragma unroll
+  for (int i = 0; i < 8; i++) acc[i] = acc[i] * a + acc2[i] * b;
+  m = mx;
+}
+
+}  // namespace detail
+
+// Grid: (Hq / GC, E, splits). Block: 128.
+template <int D, int GC>
+__global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionParams p) {
+  using namespace detail;
+  constexpr int TPT = D / 8;
+  constexpr int TOK_PER_WARP = 32 / TPT;
+  constexpr int TOK_PER_ITER = kDecodeWarps * TOK_PER_WARP;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lane_tok = lane / TPT, dim0 = (lane % TPT) * 8;
+  const int h0 = blockIdx.x * GC;                 // first query head of this CTA
+  const int kvh = h0 / (p.Hq / p.Hkv);            // its KV head
+  const int e = blockIdx.y, split = blockIdx.z;
+  const int seq = p.entry_seq ? p.entry_seq[e] : e;
+  const int row = p.entry_row ? p.entry_row[e] : e;
+  const int ctx = p.context_lens[seq];
+  const int chunk = (ctx + p.splits - 1) / p.splits;
+  const int start = split * chunk, end = min(ctx, start + chunk);
+  const int32_t* table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks;
+  constexpr float LOG2E = 1.4426950408889634f;
+
+  float q[GC][8];
+#pragma unroll
+  for (int g = 0; g < GC; g++) {
+    Bf16x8 raw = *reinterpret_cast<const Bf16x8*>(p.q + static_cast<int64_t>(row) * p.q_stride + (h0 + g) * D + dim0);
+    unpack8(raw, q[g]);
+#pragma unroll
+    for (int i = 0; i < 8; i++) q[g][i] *= p.scale * LOG2E;  // scores in the log2 domain
+  }
+  float m[GC], l[GC], acc[GC][8];
+#pragma unroll
+  for (int g = 0; g < GC; g++) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[g][i] = 0.0f;
+  }
+
+  for (int base = start; base < end; base += TOK_PER_ITER * kDecodeUnroll) {
+    Raw16 kr[kDecodeUnroll], vr[kDecodeUnroll];
+    bool valid[kDecodeUnroll];
+#pragma unroll
+    for (int u = 0; u < kDecodeUnroll; u++) {
+      const int tok = base + u * TOK_PER_ITER + warp * TOK_PER_WARP + lane_tok;
+      valid[u] = tok < end;
+      if (valid[u]) {
+        const int64_t off = ((static_cast<int64_t>(table[tok / p.block_size]) * p.Hkv + kvh) * p.block_size + tok % p.block_size) * D + dim0;
+        kr[u].v = *reinterpret_cast<const uint4*>(p.k_cache + off);
+        vr[u].v = *reinterpret_cast<const uint4*>(p.v_cache + off);
+      } else {
+        kr[u].v = make_uint4(0, 0, 0, 0);
+        vr[u].v = make_uint4(0, 0, 0, 0);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kDecodeUnroll; u++) {
+      float k[8], v[8];
+      unpack8(*reinterpret_cast<const Bf16x8*>(&kr[u]), k);
+      unpack8(*reinterpret_cast<const Bf16x8*>(&vr[u]), v);
+#pragma unroll
+      for (int g = 0; g < GC; g++) {
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) s = fmaf(q[g][i], k[i], s);
+#pragma unroll
+        for (int o = TPT / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (valid[u]) {
+          const float mx = fmaxf(m[g], s);
+          const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
+          const float w = exp2f(s - mx);
+          l[g] = l[g] * corr + w;
+#pragma unroll
+          for (int i = 0; i < 8; i++) acc[g][i] = fmaf(w, v[i], acc[g][i] * corr);
+          m[g] = mx;
+        }
+      }
+    }
+  }
+
+  // Merge the token lanes of a warp (lanes that differ by multiples of TPT hold the same dims).
+#pragma unroll
+  for (int o = TPT; o < 32; o <<= 1) {
+#pragma unroll
+    for (int g = 0; g < GC; g++) {
+      float m2 = __shfl_xor_sync(0xffffffffu, m[g], o), l2 = __shfl_xor_sync(0xffffffffu, l[g], o), a2[8];
+#pragma unroll
+      for (int i = 0; i < 8; i++) a2[i] = __shfl_xor_sync(0xffffffffu, acc[g][i], o);
+      merge_state(m[g], l[g], acc[g], m2, l2, a2);
+    }
+  }
+  // Then the warps, through shared memory: [warp][g][TPT lanes][10].
+  __shared__ float state[kDecodeWarps][GC][TPT][10];
+  if (lane < TPT) {
+#pragma unroll
+    for (int g = 0; g < GC; g++) {
+      state[warp][g][lane][0] = m[g];
+      state[warp][g][lane][1] = l[g];
+#pragma unroll
+      for (int i = 0; i < 8; i++) state[warp][g][lane][2 + i] = acc[g][i];
+    }
+  }
+  __syncthreads();
+  if (warp != 0 || lane >= TPT) return;
+#pragma unroll
+  for (int g = 0; g < GC; g++) {
+    for (int w = 1; w < kDecodeWarps; w++) {
+      float a2[8];
+#pragma unroll
+      for (int i = 0; i < 8; i++) a2[i] = state[w][g][lane][2 + i];
+      merge_state(m[g], l[g], acc[g], state[w][g][lane][0], state[w][g][lane][1], a2);
+    }
+    const int h = h0 + g;
+    const float inv = l[g] > 0.0f ? 1.0f / l[g] : 0.0f;
+    float o[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) o[i] = acc[g][i] * inv;
+    if (p.splits == 1) {
+      *reinterpret_cast<Bf16x8*>(p.out + static_cast<int64_t>(row) * p.out_stride + h * D + dim0) = pack8(o);
+    } else {
+      const int64_t slot = (static_cast<int64_t>(e) * p.Hq + h) * p.splits + split;
+      float* pa = p.partial_acc + slot * D + dim0;
+#pragma unroll
+      for (int i = 0; i < 8; i++) pa[i] = o[i];
+      if (dim0 == 0) {
+        p.partial_ml[slot * 2] = m[g];
+        p.partial_ml[slot * 2 + 1] = l[g];
+      }
+    }
+  }
+}
+
+// Grid: (E, Hq). Block: D. Merges the splits of each (entry, head).
+template <int D>
+__global__ void decode_attention_reduce_kernel(DecodeAttentionParams p) {
+  const int e = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  const int row = p.entry_row ? p.entry_row[e] : e;
+  const int64_t base = (static_cast<int64_t>(e) * p.Hq + h) * p.splits;
+  float mx = -INFINITY;
+  for (int s = 0; s < p.splits; s++) mx = fmaxf(mx, p.partial_ml[(base + s) * 2]);
+  float num = 0.0f, den = 0.0f;
+  for (int s = 0; s < p.splits; s++) {
+    const float ms = p.partial_ml[(base + s) * 2];
+    if (ms == -INFINITY) continue;
+    const float w = p.partial_ml[(base + s) * 2 + 1] * exp2f(ms - mx);
+    num += w * p.partial_acc[(base + s) * D + d];
+    den += w;
+  }
+  p.out[static_cast<int64_t>(row) * p.out_stride + h * D + d] = __float2bfloat16(den > 0.0f ? num / den : 0.0f);
+}
+
+/** Largest divisor of the group size that is at most 8: query heads per CTA. */
+inline int decode_heads_per_cta(int group) {
+  for (int gc = 8; gc >= 1; gc--)
+    if (group % gc == 0) return gc;
+  return 1;
+}
+
+template <int D>
+void launch_decode_attention_d(const DecodeAttentionParams& p, cudaStream_t s) {
+  const int gc = decode_heads_per_cta(p.Hq / p.Hkv);
+  dim3 grid(p.Hq / gc, p.E, p.splits);
+  switch (gc) {
+    case 1: decode_attention_kernel<D, 1><<<grid, 128, 0, s>>>(p); break;
+    case 2: decode_attention_kernel<D, 2><<<grid, 128, 0, s>>>(p); break;
+    case 3: decode_attention_kernel<D, 3><<<grid, 128, 0, s>>>(p); break;
+    case 4: decode_attention_kernel<D, 4><<<grid, 128, 0, s>>>(p); break;
+    case 5: decode_attention_kernel<D, 5><<<grid, 128, 0, s>>>(p); break;
+    case 6: decode_attention_kernel<D, 6><<<grid, 128, 0, s>>>(p); break;
+    case 7: decode_attention_kernel<D, 7><<<grid, 128, 0, s>>>(p); break;
+    default: decode_attention_kernel<D, 8><<<grid, 128, 0, s>>>(p); break;
+  }
+  PAGODA_LAUNCH_CHECK("decode_attention_kernel");
+  if (p.splits > 1) {
+    decode_attention_reduce_kernel<D><<<dim3(p.E, p.Hq), D, 0, s>>>(p);
+    PAGODA_LAUNCH_CHECK("decode_attention_reduce_kernel");
+  }
+}
+
+inline void launch_decode_attention(const DecodeAttentionParams& p, int head_dim, cudaStream_t s) {
+  if (p.E == 0) return;
+  if (p.Hq % p.Hkv != 0) throw std::runtime_error("decode_attention: query heads must be a multiple of KV heads");
+  if (p.splits < 1) throw std::runtime_error("decode_attention: splits must be >= 1");
+  switch (head_dim) {
+    case 64: launch_decode_attention_d<64>(p, s); break;
+    case 128: launch_decode_attention_d<128>(p, s); break;
+    default: throw std::runtime_error("decode_attention: unsupported head_dim: " + std::to_string(head_dim) + " (supported: 64, 128)");
+  }
+}
+
+/** Splits for a batch: enough CTAs to fill the GPU, each split at least `min_tokens` long. */
+inline int decode_splits(int entries, int q_heads, int heads_per_cta, int max_context, int num_sms, int max_splits) {
+  const int ctas = entries * (q_heads / heads_per_cta);
+  const int want = ceil_div(num_sms * 4, ctas > 0 ? ctas : 1);
+  const int by_len = ceil_div(max_context, 256);
+  int s = want < by_len ? want : by_len;
+  if (s < 1) s = 1;
+  if (s > max_splits) s = max_splits;
+  return s;
+}
+
+}  // namespace pagoda::kernels
