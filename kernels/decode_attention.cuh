@@ -8,6 +8,8 @@
 // and of V); a warp covers 32 / TPT tokens at a time; 4 warps; UNROLL token groups are loaded before
 // any arithmetic so enough bytes are in flight to cover memory latency.
 #pragma once
+#include <algorithm>
+
 #include "common.cuh"
 
 namespace pagoda::kernels {
@@ -49,12 +51,19 @@ __device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[8],
 }  // namespace detail
 
 // Grid: (Hq / GC, E, splits). Block: 128.
+//
+// The block-table entries of the CTA's token range are staged in shared memory window by window, so a
+// K/V address needs no dependent global load; K/V for the next token group are loaded before the
+// current group is processed (register double buffering), keeping loads in flight during arithmetic.
 template <int D, int GC>
 __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionParams p) {
   using namespace detail;
   constexpr int TPT = D / 8;
   constexpr int TOK_PER_WARP = 32 / TPT;
   constexpr int TOK_PER_ITER = kDecodeWarps * TOK_PER_WARP;
+  constexpr int TOK_PER_GROUP = TOK_PER_ITER * kDecodeUnroll;
+  constexpr int WINDOW = 512;  // block-table entries staged at a time
+  __shared__ int32_t tbl[WINDOW];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int lane_tok = lane / TPT, dim0 = (lane % TPT) * 8;
   const int h0 = blockIdx.x * GC;                 // first query head of this CTA
@@ -66,6 +75,7 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
   const int chunk = (ctx + p.splits - 1) / p.splits;
   const int start = split * chunk, end = min(ctx, start + chunk);
   const int32_t* table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks;
+  const int bs = p.block_size;
   constexpr float LOG2E = 1.4426950408889634f;
 
   float q[GC][8];
@@ -85,43 +95,67 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
     for (int i = 0; i < 8; i++) acc[g][i] = 0.0f;
   }
 
-  for (int base = start; base < end; base += TOK_PER_ITER * kDecodeUnroll) {
+  const int first_block = start / bs;
+  const int end_block = end > start ? (end - 1) / bs + 1 : first_block;
+  for (int wb = first_block; wb < end_block; wb += WINDOW) {
+    const int nb = min(WINDOW, end_block - wb);
+    __syncthreads();
+    for (int i = threadIdx.x; i < nb; i += blockDim.x) tbl[i] = table[wb + i];
+    __syncthreads();
+    const int w_start = max(start, wb * bs), w_end = min(end, (wb + nb) * bs);
+    const int base_off = wb * bs;
+    // Loads of one group of tokens (zeros past the window's end).
+    auto load = [&](int base, Raw16 (&kr)[kDecodeUnroll], Raw16 (&vr)[kDecodeUnroll], bool (&valid)[kDecodeUnroll]) {
+#pragma unroll
+      for (int u = 0; u < kDecodeUnroll; u++) {
+        const int tok = base + u * TOK_PER_ITER + warp * TOK_PER_WARP + lane_tok;
+        valid[u] = tok < w_end;
+        if (valid[u]) {
+          const int rel = tok - base_off;
+          const int64_t off = ((static_cast<int64_t>(tbl[rel / bs]) * p.Hkv + kvh) * bs + rel % bs) * D + dim0;
+          kr[u].v = *reinterpret_cast<const uint4*>(p.k_cache + off);
+          vr[u].v = *reinterpret_cast<const uint4*>(p.v_cache + off);
+        } else {
+          kr[u].v = make_uint4(0, 0, 0, 0);
+          vr[u].v = make_uint4(0, 0, 0, 0);
+        }
+      }
+    };
     Raw16 kr[kDecodeUnroll], vr[kDecodeUnroll];
     bool valid[kDecodeUnroll];
+    load(w_start, kr, vr, valid);
+    for (int base = w_start; base < w_end; base += TOK_PER_GROUP) {
+      Raw16 kn[kDecodeUnroll], vn[kDecodeUnroll];
+      bool valid_n[kDecodeUnroll];
+      load(base + TOK_PER_GROUP, kn, vn, valid_n);  // in flight while this group is processed
 #pragma unroll
-    for (int u = 0; u < kDecodeUnroll; u++) {
-      const int tok = base + u * TOK_PER_ITER + warp * TOK_PER_WARP + lane_tok;
-      valid[u] = tok < end;
-      if (valid[u]) {
-        const int64_t off = ((static_cast<int64_t>(table[tok / p.block_size]) * p.Hkv + kvh) * p.block_size + tok % p.block_size) * D + dim0;
-        kr[u].v = *reinterpret_cast<const uint4*>(p.k_cache + off);
-        vr[u].v = *reinterpret_cast<const uint4*>(p.v_cache + off);
-      } else {
-        kr[u].v = make_uint4(0, 0, 0, 0);
-        vr[u].v = make_uint4(0, 0, 0, 0);
-      }
-    }
+      for (int u = 0; u < kDecodeUnroll; u++) {
+        float k[8], v[8];
+        unpack8(*reinterpret_cast<const Bf16x8*>(&kr[u]), k);
+        unpack8(*reinterpret_cast<const Bf16x8*>(&vr[u]), v);
 #pragma unroll
-    for (int u = 0; u < kDecodeUnroll; u++) {
-      float k[8], v[8];
-      unpack8(*reinterpret_cast<const Bf16x8*>(&kr[u]), k);
-      unpack8(*reinterpret_cast<const Bf16x8*>(&vr[u]), v);
+        for (int g = 0; g < GC; g++) {
+          float s = 0.0f;
 #pragma unroll
-      for (int g = 0; g < GC; g++) {
-        float s = 0.0f;
+          for (int i = 0; i < 8; i++) s = fmaf(q[g][i], k[i], s);
 #pragma unroll
-        for (int i = 0; i < 8; i++) s = fmaf(q[g][i], k[i], s);
+          for (int o = TPT / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+          if (valid[u]) {
+            const float mx = fmaxf(m[g], s);
+            const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
+            const float w = exp2f(s - mx);
+            l[g] = l[g] * corr + w;
 #pragma unroll
-        for (int o = TPT / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (valid[u]) {
-          const float mx = fmaxf(m[g], s);
-          const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
-          const float w = exp2f(s - mx);
-          l[g] = l[g] * corr + w;
-#pragma unroll
-          for (int i = 0; i < 8; i++) acc[g][i] = fmaf(w, v[i], acc[g][i] * corr);
-          m[g] = mx;
+            for (int i = 0; i < 8; i++) acc[g][i] = fmaf(w, v[i], acc[g][i] * corr);
+            m[g] = mx;
+          }
         }
+      }
+#pragma unroll
+      for (int u = 0; u < kDecodeUnroll; u++) {
+        kr[u] = kn[u];
+        vr[u] = vn[u];
+        valid[u] = valid_n[u];
       }
     }
   }
@@ -236,15 +270,52 @@ inline void launch_decode_attention(const DecodeAttentionParams& p, int head_dim
   }
 }
 
-/** Splits for a batch: enough CTAs to fill the GPU, each split at least `min_tokens` long. */
-inline int decode_splits(int entries, int q_heads, int heads_per_cta, int max_context, int num_sms, int max_splits) {
+/** CTAs of the decode kernel that fit on one SM at once (for the split heuristic). */
+inline int decode_resident_ctas(int head_dim, int group) {
+  const int gc = decode_heads_per_cta(group);
+  int n = 0;
+  auto occ = [&](auto kernel) { PAGODA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 128, 0)); };
+#define PAGODA_OCC(DD)                                        \
+  switch (gc) {                                               \
+    case 1: occ(decode_attention_kernel<DD, 1>); break;       \
+    case 2: occ(decode_attention_kernel<DD, 2>); break;       \
+    case 3: occ(decode_attention_kernel<DD, 3>); break;       \
+    case 4: occ(decode_attention_kernel<DD, 4>); break;       \
+    case 5: occ(decode_attention_kernel<DD, 5>); break;       \
+    case 6: occ(decode_attention_kernel<DD, 6>); break;       \
+    case 7: occ(decode_attention_kernel<DD, 7>); break;       \
+    default: occ(decode_attention_kernel<DD, 8>); break;      \
+  }
+  if (head_dim == 64) {
+    PAGODA_OCC(64)
+  } else {
+    PAGODA_OCC(128)
+  }
+#undef PAGODA_OCC
+  return n > 0 ? n : 1;
+}
+
+/** Splits for a batch: as few as keep every SM busy to the end (whole waves of CTAs), with each split
+ *  at least `min_tokens` long. `max_context` 0 = unknown (graph capture): assume long contexts. */
+inline int decode_splits(int entries, int q_heads, int heads_per_cta, int max_context, int num_sms, int resident_per_sm,
+                         int max_splits, int min_tokens = 256) {
   const int ctas = entries * (q_heads / heads_per_cta);
-  const int want = ceil_div(num_sms * 4, ctas > 0 ? ctas : 1);
-  const int by_len = ceil_div(max_context, 256);
-  int s = want < by_len ? want : by_len;
-  if (s < 1) s = 1;
-  if (s > max_splits) s = max_splits;
-  return s;
+  if (ctas == 0) return 1;
+  const int capacity = num_sms * resident_per_sm;
+  const int by_len = max_context > 0 ? std::max(1, max_context / min_tokens) : max_splits;
+  int best = 1;
+  double best_eff = 0;
+  for (int s = 1; s <= std::min(max_splits, by_len); s++) {
+    const int64_t work = static_cast<int64_t>(ctas) * s;
+    const int64_t waves = (work + capacity - 1) / capacity;
+    // useful share of the slot-time, mildly favouring fewer splits (each adds a merge)
+    const double eff = static_cast<double>(work) / static_cast<double>(waves * capacity) / (1.0 + 0.01 * s);
+    if (eff > best_eff + 1e-9) {
+      best_eff = eff;
+      best = s;
+    }
+  }
+  return best;
 }
 
 }  // namespace pagoda::kernels

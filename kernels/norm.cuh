@@ -21,10 +21,15 @@ __global__ void embed_kernel(const int32_t* __restrict__ tokens,  // [T]
   for (int i = threadIdx.x; i < H; i += blockDim.x) out[i] = __bfloat162float(row[i]);
 }
 
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
+
 // Grid: (T). Block: 256 (or fewer for small H). Rows are gathered through `rows` when given
-// (final norm over the sampled rows only): input row rows[t], output row t.
-__global__ void add_rmsnorm_kernel(float* __restrict__ residual,     // [T_all, H]
-                                   const float* __restrict__ delta,  // [T_all, H] or null
+// (final norm over the sampled rows only): input row rows[t], output row t. The delta (a projection's
+// output) is float32 or bf16.
+template <typename DeltaT>
+__global__ void add_rmsnorm_kernel(float* __restrict__ residual,      // [T_all, H]
+                                   const DeltaT* __restrict__ delta,  // [T_all, H] or null
                                    const bf16* __restrict__ weight,  // [H]
                                    bf16* __restrict__ out,           // [T, H]
                                    const int32_t* __restrict__ rows, // [T] or null
@@ -33,12 +38,12 @@ __global__ void add_rmsnorm_kernel(float* __restrict__ residual,     // [T_all, 
   const int t = blockIdx.x;
   const int64_t src = rows ? rows[t] : t;
   float* x = residual + src * H;
-  const float* d = delta ? delta + src * H : nullptr;
+  const DeltaT* d = delta ? delta + src * H : nullptr;
   float ss = 0.0f;
   for (int i = threadIdx.x; i < H; i += blockDim.x) {
     float v = x[i];
     if (d) {
-      v += d[i];
+      v += to_float(d[i]);
       x[i] = v;
     }
     ss += v * v;
@@ -54,10 +59,11 @@ inline void launch_embed(const int32_t* tokens, const bf16* table, float* residu
   PAGODA_LAUNCH_CHECK("embed_kernel");
 }
 
-inline void launch_add_rmsnorm(float* residual, const float* delta, const bf16* weight, bf16* out, const int32_t* rows,
-                               int T, int H, float eps, cudaStream_t s) {
+template <typename DeltaT>
+void launch_add_rmsnorm(float* residual, const DeltaT* delta, const bf16* weight, bf16* out, const int32_t* rows, int T, int H,
+                        float eps, cudaStream_t s) {
   if (T == 0) return;
-  add_rmsnorm_kernel<<<T, H >= 1024 ? 512 : 256, 0, s>>>(residual, delta, weight, out, rows, H, eps);
+  add_rmsnorm_kernel<DeltaT><<<T, H >= 1024 ? 512 : 256, 0, s>>>(residual, delta, weight, out, rows, H, eps);
   PAGODA_LAUNCH_CHECK("add_rmsnorm_kernel");
 }
 

@@ -86,7 +86,7 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0) {
   PAGODA_CUDA_CHECK(cudaMalloc(&pacc, static_cast<size_t>(B) * Hq * 64 * D * 4));
   PAGODA_CUDA_CHECK(cudaMalloc(&pml, static_cast<size_t>(B) * Hq * 64 * 2 * 4));
   const int gc = decode_heads_per_cta(Hq / Hkv);
-  const int splits = forced_splits > 0 ? forced_splits : decode_splits(B, Hq, gc, ctx, num_sms(), 64);
+  const int splits = forced_splits > 0 ? forced_splits : decode_splits(B, Hq, gc, ctx, num_sms(), decode_resident_ctas(D, Hq / Hkv), 64);
   const float ms = median_ms([&](int i) {
     DecodeAttentionParams p{q[i % sets], k[i % sets], v[i % sets], dt, dc, nullptr, nullptr, out, pacc, pml, B, Hq, Hkv, bs,
                             blocks_per_seq, splits, Hq * D, Hq * D, 0.088f};
@@ -169,12 +169,14 @@ void bench_linear_step() {
   void* y;
   cudaMalloc(&y, 256 * static_cast<size_t>(V) * 4);
   cudaDeviceSynchronize();
+  for (int variant = 0; variant < 2; variant++)
   for (int M : {1, 8, 64, 256}) {
+    const bool f32_proj = variant == 0;
     auto step = [&]() {
       const float one = 1.0f, zero = 0.0f;
       for (int l = 0; l < L; l++)
         for (int j = 0; j < 4; j++) {
-          const bool f32 = j == 1 || j == 3;  // o and down feed the float32 residual stream
+          const bool f32 = f32_proj && (j == 1 || j == 3);  // o and down feed the float32 residual stream
           cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, shapes[j][0], M, shapes[j][1], &one, w[l * 4 + j], CUDA_R_16BF, shapes[j][1], x,
                        CUDA_R_16BF, shapes[j][1], &zero, y, f32 ? CUDA_R_32F : CUDA_R_16BF, shapes[j][0], CUBLAS_COMPUTE_32F,
                        CUBLAS_GEMM_DEFAULT);
@@ -205,8 +207,8 @@ void bench_linear_step() {
     }
     std::sort(t.begin(), t.end());
     const float ms = t[t.size() / 2];
-    std::printf("decode-step GEMMs M=%-4d (28 layers + LM head)     %9.1f us  weights %.2f GB -> %.2f TB/s\n", M, ms * 1e3, wbytes / 1e9,
-                wbytes / (ms * 1e-3) / 1e12);
+    std::printf("decode-step GEMMs M=%-4d o/down out %s               %9.1f us  weights %.2f GB -> %.2f TB/s\n", M, f32_proj ? "f32 " : "bf16",
+                ms * 1e3, wbytes / 1e9, wbytes / (ms * 1e-3) / 1e12);
     cudaGraphExecDestroy(ge);
     cudaGraphDestroy(g);
   }

@@ -60,7 +60,22 @@ console.log(
   `engine ready ${ready.toFixed(2)} s after process start (${engine.info.device}; KV cache ${engine.info.numBlocks * engine.info.blockSize} tokens)`,
 );
 
+// Where the time goes: seconds inside native steps (the engine awaiting the GPU) vs the rest.
+let stepSeconds = 0;
+let steps = 0;
+let stepTokens = 0;
+engine.setObserver({
+  onStep: (s) => {
+    stepSeconds += s.seconds;
+    steps++;
+    stepTokens += s.numTokens;
+  },
+});
+
 async function round(): Promise<number> {
+  stepSeconds = 0;
+  steps = 0;
+  stepTokens = 0;
   const t0 = performance.now();
   await Promise.all(
     prompts.map(async (prompt, i) => {
@@ -85,6 +100,10 @@ for (let r = 1; r <= Number(values.rounds); r++) {
   console.log(
     `round ${r}: ${prompts.length} requests, ${total} output tokens in ${s.toFixed(2)} s = ${(total / s).toFixed(0)} tok/s` +
       (m ? `; GPU memory free ${(m.free / 2 ** 30).toFixed(3)} GiB` : ''),
+  );
+  console.log(
+    `  ${steps} steps (${(stepTokens / steps).toFixed(0)} tokens each on average), ${stepSeconds.toFixed(2)} s inside native steps ` +
+      `(${((stepSeconds / s) * 100).toFixed(0)}%), ${(((s - stepSeconds) / steps) * 1e3).toFixed(2)} ms per step outside`,
   );
 }
 engine.close();

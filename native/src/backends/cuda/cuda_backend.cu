@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -86,6 +87,7 @@ class CudaBackend final : public Backend {
                         " (" + std::to_string(prop.major) + "." + std::to_string(prop.minor) + ")");
     device_name_ = prop.name;
     num_sms_ = prop.multiProcessorCount;
+    resident_ctas_ = kernels::decode_resident_ctas(cfg.head_dim, cfg.num_heads / cfg.num_kv_heads);
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
     check_cublas(cublasCreate(&cublas_), "cublasCreate");
     check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
@@ -162,7 +164,7 @@ class CudaBackend final : public Backend {
       upload_inputs(in, 0);
       const int E = static_cast<int>(entries_seq_.size());
       const int gc = kernels::decode_heads_per_cta(cfg_.num_heads / cfg_.num_kv_heads);
-      int splits = kernels::decode_splits(E, cfg_.num_heads, gc, max_ctx, num_sms_, kMaxSplits);
+      int splits = kernels::decode_splits(E, cfg_.num_heads, gc, max_ctx, num_sms_, resident_ctas_, kMaxSplits);
       splits = std::min(splits, max_splits_for(E));
       forward(T, E, /*identity_entries=*/false, static_cast<int>(tiles_seq_.size()), R, splits);
     }
@@ -233,7 +235,10 @@ class CudaBackend final : public Backend {
     blocks_cap_ = (max_len + bs_ - 1) / bs_;
     const int64_t T = max_tokens_, H = cfg_.hidden_size, I = cfg_.intermediate_size, Q = cfg_.q_size(), KV = cfg_.kv_size();
     residual_ = DeviceArray<float>(T * H);
-    proj_ = DeviceArray<float>(T * H);
+    const char* pd = std::getenv("PAGODA_PROJ_DTYPE");
+    proj_f32_ = pd != nullptr && std::string(pd) == "f32";
+    if (proj_f32_) proj_ = DeviceArray<float>(T * H);
+    else proj_bf16_ = DeviceArray<bf16>(T * H);
     h_ = DeviceArray<bf16>(T * H);
     qkv_ = DeviceArray<bf16>(T * (Q + 2 * KV));
     q_ = DeviceArray<bf16>(T * Q);
@@ -350,7 +355,7 @@ class CudaBackend final : public Backend {
       const Layer& L = layers_[l];
       bf16* kc = kv_.get() + 2 * l * layer_elems_;
       bf16* vc = kc + layer_elems_;
-      kernels::launch_add_rmsnorm(residual_.get(), l == 0 ? nullptr : proj_.get(), L.attn_norm.get(), h_.get(), nullptr, T, H, eps, stream_);
+      add_norm(l == 0, L.attn_norm.get(), h_.get(), nullptr, T);
       linear(cublas_, h_.get(), T, L.qkv.w, qkv_.get(), false);
       kernels::QkvRopeParams rp{qkv_.get(), L.qkv_bias.get(), L.q_norm.get(), L.k_norm.get(), inv_freq_.get(), in_.positions,
                                 in_.slots, q_.get(), kc, vc, T, cfg_.num_heads, cfg_.num_kv_heads, bs_, Q + 2 * KV, eps};
@@ -368,14 +373,28 @@ class CudaBackend final : public Backend {
                                            scale};
         kernels::launch_prefill_attention(pp, D, stream_);
       }
-      linear(cublas_, attn_.get(), T, L.o.w, proj_.get(), true);
-      kernels::launch_add_rmsnorm(residual_.get(), proj_.get(), L.mlp_norm.get(), h_.get(), nullptr, T, H, eps, stream_);
+      linear(cublas_, attn_.get(), T, L.o.w, proj(), proj_f32_);
+      add_norm(false, L.mlp_norm.get(), h_.get(), nullptr, T);
       linear(cublas_, h_.get(), T, L.gate_up.w, gu_.get(), false);
       kernels::launch_silu_and_mul(gu_.get(), act_.get(), T, I, stream_);
-      linear(cublas_, act_.get(), T, L.down.w, proj_.get(), true);
+      linear(cublas_, act_.get(), T, L.down.w, proj(), proj_f32_);
     }
-    kernels::launch_add_rmsnorm(residual_.get(), proj_.get(), final_norm_.get(), hl_.get(), in_.logit_rows, R, H, eps, stream_);
+    add_norm(false, final_norm_.get(), hl_.get(), in_.logit_rows, R);
     linear(cublas_, hl_.get(), R, lm_head_.w, logits_.get(), true);
+  }
+
+  // The o / down projections' output: float32 or (default) bf16, PAGODA_PROJ_DTYPE=f32|bf16.
+  void* proj() const { return proj_f32_ ? static_cast<void*>(proj_.get()) : static_cast<void*>(proj_bf16_.get()); }
+
+  // residual += projection (unless first), then RMSNorm into `out`.
+  void add_norm(bool first, const bf16* weight, bf16* out, const int32_t* rows, int n) {
+    const int H = cfg_.hidden_size;
+    const float eps = static_cast<float>(cfg_.rms_norm_eps);
+    if (first || proj_f32_) {
+      kernels::launch_add_rmsnorm<float>(residual_.get(), first ? nullptr : proj_.get(), weight, out, rows, n, H, eps, stream_);
+    } else {
+      kernels::launch_add_rmsnorm<bf16>(residual_.get(), proj_bf16_.get(), weight, out, rows, n, H, eps, stream_);
+    }
   }
 
   void sample(const StepInput& in, StepOutput& out, int R) {
@@ -476,8 +495,8 @@ class CudaBackend final : public Backend {
       put(6, b, [](int64_t i) { return static_cast<int32_t>(i); });
       for (int f : {0, 1, 2, 4, 6}) copy_field(f, b);
       copy_field(3, b + 1);
-      // Splits depend on the bucket only: enough CTAs to fill the GPU at any context length.
-      int splits = std::max(1, std::min(kMaxSplits, kernels::ceil_div(num_sms_ * 4, b * (cfg_.num_heads / gc))));
+      // Splits depend on the bucket only (the graph serves every context length): whole waves of CTAs.
+      int splits = kernels::decode_splits(b, cfg_.num_heads, gc, 0, num_sms_, resident_ctas_, kMaxSplits);
       splits = std::min(splits, max_splits_for(b));
       forward(b, b, true, 0, b, splits);  // warm-up outside capture (cuBLAS picks its kernels)
       check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(warm-up)");
@@ -496,7 +515,7 @@ class CudaBackend final : public Backend {
   ModelConfig cfg_;
   EngineOptions opt_;
   std::string device_name_;
-  int num_sms_ = 0;
+  int num_sms_ = 0, resident_ctas_ = 1;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   DeviceArray<uint8_t> cublas_ws_;
@@ -511,7 +530,8 @@ class CudaBackend final : public Backend {
   DeviceArray<bf16> kv_;
 
   DeviceArray<float> residual_, proj_, logits_, logits_work_, partial_acc_, partial_ml_;
-  DeviceArray<bf16> h_, qkv_, q_, attn_, gu_, act_, hl_;
+  DeviceArray<bf16> h_, qkv_, q_, attn_, gu_, act_, hl_, proj_bf16_;
+  bool proj_f32_ = false;
   DeviceArray<int32_t> in_dev_;
   PinnedArray<int32_t> in_host_;
   int64_t offsets_[11] = {};
