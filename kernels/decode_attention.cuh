@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "common.cuh"
+#include "mma.cuh"
 
 namespace pagoda::kernels {
 
@@ -32,7 +33,8 @@ struct DecodeAttentionParams {
 namespace detail {
 
 constexpr int kDecodeWarps = 4;
-constexpr int kDecodeUnroll = 4;
+constexpr int kDecodeTile = 32;    // tokens per pipeline stage
+constexpr int kDecodeStages = 4;   // stages in flight
 
 struct alignas(16) Raw16 {
   uint4 v;
@@ -50,20 +52,21 @@ __device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[8],
 
 }  // namespace detail
 
-// Grid: (Hq / GC, E, splits). Block: 128.
+// Grid: (Hq / GC, E, splits). Block: 128. Dynamic shared memory: decode_smem_bytes<D>().
 //
-// The block-table entries of the CTA's token range are staged in shared memory window by window, so a
-// K/V address needs no dependent global load; K/V for the next token group are loaded before the
-// current group is processed (register double buffering), keeping loads in flight during arithmetic.
+// K/V tiles of kDecodeTile tokens stream through a kDecodeStages-deep cp.async pipeline in shared
+// memory (gathered by the block table, zero-filled past the range), so several tiles are in flight while
+// one is processed and no register waits on global memory. Each warp takes a quarter of every tile.
 template <int D, int GC>
 __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionParams p) {
   using namespace detail;
-  constexpr int TPT = D / 8;
-  constexpr int TOK_PER_WARP = 32 / TPT;
-  constexpr int TOK_PER_ITER = kDecodeWarps * TOK_PER_WARP;
-  constexpr int TOK_PER_GROUP = TOK_PER_ITER * kDecodeUnroll;
-  constexpr int WINDOW = 512;  // block-table entries staged at a time
-  __shared__ int32_t tbl[WINDOW];
+  constexpr int TPT = D / 8;              // threads per token: 8 dims each
+  constexpr int TOK_PER_WARP = 32 / TPT;  // tokens a warp reads at once
+  constexpr int CHUNKS = D / 8;           // 16-byte chunks per K (or V) row
+  constexpr int PASSES = kDecodeTile / kDecodeWarps / TOK_PER_WARP;
+  extern __shared__ __align__(16) unsigned char decode_smem[];
+  bf16* Ks = reinterpret_cast<bf16*>(decode_smem);  // [stages][tile][D]
+  bf16* Vs = Ks + kDecodeStages * kDecodeTile * D;  // [stages][tile][D]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int lane_tok = lane / TPT, dim0 = (lane % TPT) * 8;
   const int h0 = blockIdx.x * GC;                 // first query head of this CTA
@@ -95,70 +98,60 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
     for (int i = 0; i < 8; i++) acc[g][i] = 0.0f;
   }
 
-  const int first_block = start / bs;
-  const int end_block = end > start ? (end - 1) / bs + 1 : first_block;
-  for (int wb = first_block; wb < end_block; wb += WINDOW) {
-    const int nb = min(WINDOW, end_block - wb);
-    __syncthreads();
-    for (int i = threadIdx.x; i < nb; i += blockDim.x) tbl[i] = table[wb + i];
-    __syncthreads();
-    const int w_start = max(start, wb * bs), w_end = min(end, (wb + nb) * bs);
-    const int base_off = wb * bs;
-    // Loads of one group of tokens (zeros past the window's end).
-    auto load = [&](int base, Raw16 (&kr)[kDecodeUnroll], Raw16 (&vr)[kDecodeUnroll], bool (&valid)[kDecodeUnroll]) {
-#pragma unroll
-      for (int u = 0; u < kDecodeUnroll; u++) {
-        const int tok = base + u * TOK_PER_ITER + warp * TOK_PER_WARP + lane_tok;
-        valid[u] = tok < w_end;
-        if (valid[u]) {
-          const int rel = tok - base_off;
-          const int64_t off = ((static_cast<int64_t>(tbl[rel / bs]) * p.Hkv + kvh) * bs + rel % bs) * D + dim0;
-          kr[u].v = *reinterpret_cast<const uint4*>(p.k_cache + off);
-          vr[u].v = *reinterpret_cast<const uint4*>(p.v_cache + off);
-        } else {
-          kr[u].v = make_uint4(0, 0, 0, 0);
-          vr[u].v = make_uint4(0, 0, 0, 0);
-        }
+  const int ntiles = end > start ? (end - start + kDecodeTile - 1) / kDecodeTile : 0;
+  // Async copies of tile `t` into its stage; every call commits one group (empty past the end), so
+  // the group count that wait<> relies on is the same in every thread.
+  auto issue = [&](int t) {
+    if (t < ntiles) {
+      const int t0 = start + t * kDecodeTile;
+      bf16* ks = Ks + (t % kDecodeStages) * kDecodeTile * D;
+      bf16* vs = Vs + (t % kDecodeStages) * kDecodeTile * D;
+      for (int c = threadIdx.x; c < kDecodeTile * CHUNKS; c += blockDim.x) {
+        const int r = c / CHUNKS, part = (c % CHUNKS) * 8, tok = t0 + r;
+        const bool valid = tok < end;
+        const int64_t off = valid ? ((static_cast<int64_t>(table[tok / bs]) * p.Hkv + kvh) * bs + tok % bs) * D + part : 0;
+        cp_async16(ks + r * D + part, p.k_cache + off, valid);
+        cp_async16(vs + r * D + part, p.v_cache + off, valid);
       }
-    };
-    Raw16 kr[kDecodeUnroll], vr[kDecodeUnroll];
-    bool valid[kDecodeUnroll];
-    load(w_start, kr, vr, valid);
-    for (int base = w_start; base < w_end; base += TOK_PER_GROUP) {
-      Raw16 kn[kDecodeUnroll], vn[kDecodeUnroll];
-      bool valid_n[kDecodeUnroll];
-      load(base + TOK_PER_GROUP, kn, vn, valid_n);  // in flight while this group is processed
+    }
+    cp_async_commit();
+  };
 #pragma unroll
-      for (int u = 0; u < kDecodeUnroll; u++) {
-        float k[8], v[8];
-        unpack8(*reinterpret_cast<const Bf16x8*>(&kr[u]), k);
-        unpack8(*reinterpret_cast<const Bf16x8*>(&vr[u]), v);
+  for (int t = 0; t < kDecodeStages - 1; t++) issue(t);
+  for (int t = 0; t < ntiles; t++) {
+    cp_async_wait<kDecodeStages - 2>();  // this thread's copies of tile t have landed
+    __syncthreads();                     // everyone's have; and the stage of tile t-1 is free again
+    issue(t + kDecodeStages - 1);
+    const bf16* ks = Ks + (t % kDecodeStages) * kDecodeTile * D;
+    const bf16* vs = Vs + (t % kDecodeStages) * kDecodeTile * D;
+    const int t0 = start + t * kDecodeTile;
 #pragma unroll
-        for (int g = 0; g < GC; g++) {
-          float s = 0.0f;
+    for (int pass = 0; pass < PASSES; pass++) {
+      const int r = warp * (kDecodeTile / kDecodeWarps) + pass * TOK_PER_WARP + lane_tok;
+      const bool valid = t0 + r < end;
+      float k[8], v[8];
+      unpack8(*reinterpret_cast<const Bf16x8*>(ks + r * D + dim0), k);
+      unpack8(*reinterpret_cast<const Bf16x8*>(vs + r * D + dim0), v);
 #pragma unroll
-          for (int i = 0; i < 8; i++) s = fmaf(q[g][i], k[i], s);
+      for (int g = 0; g < GC; g++) {
+        float s = 0.0f;
 #pragma unroll
-          for (int o = TPT / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-          if (valid[u]) {
-            const float mx = fmaxf(m[g], s);
-            const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
-            const float w = exp2f(s - mx);
-            l[g] = l[g] * corr + w;
+        for (int i = 0; i < 8; i++) s = fmaf(q[g][i], k[i], s);
 #pragma unroll
-            for (int i = 0; i < 8; i++) acc[g][i] = fmaf(w, v[i], acc[g][i] * corr);
-            m[g] = mx;
-          }
+        for (int o = TPT / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (valid) {
+          const float mx = fmaxf(m[g], s);
+          const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
+          const float w = exp2f(s - mx);
+          l[g] = l[g] * corr + w;
+#pragma unroll
+          for (int i = 0; i < 8; i++) acc[g][i] = fmaf(w, v[i], acc[g][i] * corr);
+          m[g] = mx;
         }
-      }
-#pragma unroll
-      for (int u = 0; u < kDecodeUnroll; u++) {
-        kr[u] = kn[u];
-        vr[u] = vn[u];
-        valid[u] = valid_n[u];
       }
     }
   }
+  cp_async_wait<0>();
 
   // Merge the token lanes of a warp (lanes that differ by multiples of TPT hold the same dims).
 #pragma unroll
@@ -231,6 +224,11 @@ __global__ void decode_attention_reduce_kernel(DecodeAttentionParams p) {
   p.out[static_cast<int64_t>(row) * p.out_stride + h * D + d] = __float2bfloat16(den > 0.0f ? num / den : 0.0f);
 }
 
+template <int D>
+constexpr int decode_smem_bytes() {
+  return 2 * detail::kDecodeStages * detail::kDecodeTile * D * static_cast<int>(sizeof(bf16));
+}
+
 /** Largest divisor of the group size that is at most 8: query heads per CTA. */
 inline int decode_heads_per_cta(int group) {
   for (int gc = 8; gc >= 1; gc--)
@@ -238,19 +236,30 @@ inline int decode_heads_per_cta(int group) {
   return 1;
 }
 
+template <int D, int GC>
+void launch_decode_gc(const DecodeAttentionParams& p, dim3 grid, cudaStream_t s) {
+  constexpr int smem = decode_smem_bytes<D>();
+  static bool configured = false;  // per kernel instance; set before first use (never inside a capture)
+  if (!configured) {
+    PAGODA_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<D, GC>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    configured = true;
+  }
+  decode_attention_kernel<D, GC><<<grid, 128, smem, s>>>(p);
+}
+
 template <int D>
 void launch_decode_attention_d(const DecodeAttentionParams& p, cudaStream_t s) {
   const int gc = decode_heads_per_cta(p.Hq / p.Hkv);
   dim3 grid(p.Hq / gc, p.E, p.splits);
   switch (gc) {
-    case 1: decode_attention_kernel<D, 1><<<grid, 128, 0, s>>>(p); break;
-    case 2: decode_attention_kernel<D, 2><<<grid, 128, 0, s>>>(p); break;
-    case 3: decode_attention_kernel<D, 3><<<grid, 128, 0, s>>>(p); break;
-    case 4: decode_attention_kernel<D, 4><<<grid, 128, 0, s>>>(p); break;
-    case 5: decode_attention_kernel<D, 5><<<grid, 128, 0, s>>>(p); break;
-    case 6: decode_attention_kernel<D, 6><<<grid, 128, 0, s>>>(p); break;
-    case 7: decode_attention_kernel<D, 7><<<grid, 128, 0, s>>>(p); break;
-    default: decode_attention_kernel<D, 8><<<grid, 128, 0, s>>>(p); break;
+    case 1: launch_decode_gc<D, 1>(p, grid, s); break;
+    case 2: launch_decode_gc<D, 2>(p, grid, s); break;
+    case 3: launch_decode_gc<D, 3>(p, grid, s); break;
+    case 4: launch_decode_gc<D, 4>(p, grid, s); break;
+    case 5: launch_decode_gc<D, 5>(p, grid, s); break;
+    case 6: launch_decode_gc<D, 6>(p, grid, s); break;
+    case 7: launch_decode_gc<D, 7>(p, grid, s); break;
+    default: launch_decode_gc<D, 8>(p, grid, s); break;
   }
   PAGODA_LAUNCH_CHECK("decode_attention_kernel");
   if (p.splits > 1) {
@@ -274,7 +283,11 @@ inline void launch_decode_attention(const DecodeAttentionParams& p, int head_dim
 inline int decode_resident_ctas(int head_dim, int group) {
   const int gc = decode_heads_per_cta(group);
   int n = 0;
-  auto occ = [&](auto kernel) { PAGODA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 128, 0)); };
+  auto occ = [&](auto kernel) {
+    const int smem = head_dim == 64 ? decode_smem_bytes<64>() : decode_smem_bytes<128>();
+    PAGODA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    PAGODA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 128, smem));
+  };
 #define PAGODA_OCC(DD)                                        \
   switch (gc) {                                               \
     case 1: occ(decode_attention_kernel<DD, 1>); break;       \
