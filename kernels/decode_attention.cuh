@@ -2,16 +2,18 @@
 //
 // GQA-aware: a CTA serves GC query heads that share one KV head, so each cached K/V row is read once
 // for all of them. Split-K: long contexts are cut into `splits` ranges processed by separate CTAs; a
-// reduction pass merges their (max, sum, output) triples. 16-byte loads, several tokens in flight.
+// reduction pass merges their (max, sum, output) triples.
 //
-// Thread layout (D = head dim): TPT = D / 8 threads share one token (8 dims each, one 16-byte load of K
-// and of V); a warp covers 32 / TPT tokens at a time; 4 warps; UNROLL token groups are loaded before
-// any arithmetic so enough bytes are in flight to cover memory latency.
+// Thread layout (D = head dim): TPT = D / DPT threads share one token, DPT dims each (16 when a CTA
+// serves at most 4 query heads, else 8 to bound registers); a warp covers 32 / TPT tokens at a time;
+// 4 warps. UNROLL token groups are loaded before any arithmetic, and the online softmax is updated
+// once per group (one max and one rescale for UNROLL tokens), which keeps the instruction count per
+// byte low enough for the loop to run at memory speed. The block-table entries of the CTA's range are
+// staged in shared memory, so computing a K/V address needs no dependent global load.
 #pragma once
 #include <algorithm>
 
 #include "common.cuh"
-#include "mma.cuh"
 
 namespace pagoda::kernels {
 
@@ -33,42 +35,45 @@ struct DecodeAttentionParams {
 namespace detail {
 
 constexpr int kDecodeWarps = 4;
-constexpr int kDecodeTile = 32;    // tokens per pipeline stage
-constexpr int kDecodeStages = 4;   // stages in flight
+constexpr int kDecodeWindow = 512;  // block-table entries staged in shared memory at a time
 
-struct alignas(16) Raw16 {
-  uint4 v;
-};
-
-__device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[8], float m2, float l2, const float (&acc2)[8]) {
+template <int N>
+__device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[N], float m2, float l2, const float (&acc2)[N]) {
   const float mx = fmaxf(m, m2);
   const float a = (m == -INFINITY) ? 0.0f : exp2f(m - mx);
   const float b = (m2 == -INFINITY) ? 0.0f : exp2f(m2 - mx);
   l = l * a + l2 * b;
 #pragma unroll
-  for (int i = 0; i < 8; i++) acc[i] = acc[i] * a + acc2[i] * b;
+  for (int i = 0; i < N; i++) acc[i] = acc[i] * a + acc2[i] * b;
   m = mx;
 }
 
 }  // namespace detail
 
-// Grid: (Hq / GC, E, splits). Block: 128. Dynamic shared memory: decode_smem_bytes<D>().
-//
-// K/V tiles of kDecodeTile tokens stream through a kDecodeStages-deep cp.async pipeline in shared
-// memory (gathered by the block table, zero-filled past the range), so several tiles are in flight while
-// one is processed and no register waits on global memory. Each warp takes a quarter of every tile.
-template <int D, int GC>
+template <int GC>
+__host__ __device__ constexpr int decode_dims_per_thread() {
+  return GC <= 4 ? 16 : 8;
+}
+
+/** Token groups loaded per softmax update: fewer when each thread holds 16 dims (registers). */
+template <int GC>
+__host__ __device__ constexpr int decode_default_unroll() {
+  return decode_dims_per_thread<GC>() == 16 ? 2 : 4;
+}
+
+// Grid: (Hq / GC, E, splits). Block: 128.
+template <int D, int GC, int UNROLL = decode_default_unroll<GC>()>
 __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionParams p) {
   using namespace detail;
-  constexpr int TPT = D / 8;              // threads per token: 8 dims each
-  constexpr int TOK_PER_WARP = 32 / TPT;  // tokens a warp reads at once
-  constexpr int CHUNKS = D / 8;           // 16-byte chunks per K (or V) row
-  constexpr int PASSES = kDecodeTile / kDecodeWarps / TOK_PER_WARP;
-  extern __shared__ __align__(16) unsigned char decode_smem[];
-  bf16* Ks = reinterpret_cast<bf16*>(decode_smem);  // [stages][tile][D]
-  bf16* Vs = Ks + kDecodeStages * kDecodeTile * D;  // [stages][tile][D]
+  constexpr int DPT = decode_dims_per_thread<GC>();
+  constexpr int VEC = DPT / 8;             // 16-byte loads per row per thread
+  constexpr int TPT = D / DPT;             // threads per token
+  constexpr int TOK_PER_WARP = 32 / TPT;
+  constexpr int TOK_PER_ITER = kDecodeWarps * TOK_PER_WARP;
+  constexpr int TOK_PER_GROUP = TOK_PER_ITER * UNROLL;
+  __shared__ int32_t tbl[kDecodeWindow];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int lane_tok = lane / TPT, dim0 = (lane % TPT) * 8;
+  const int lane_tok = lane / TPT, dim0 = (lane % TPT) * DPT;
   const int h0 = blockIdx.x * GC;                 // first query head of this CTA
   const int kvh = h0 / (p.Hq / p.Hkv);            // its KV head
   const int e = blockIdx.y, split = blockIdx.z;
@@ -81,98 +86,127 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
   const int bs = p.block_size;
   constexpr float LOG2E = 1.4426950408889634f;
 
-  float q[GC][8];
+  float q[GC][DPT];
 #pragma unroll
   for (int g = 0; g < GC; g++) {
-    Bf16x8 raw = *reinterpret_cast<const Bf16x8*>(p.q + static_cast<int64_t>(row) * p.q_stride + (h0 + g) * D + dim0);
-    unpack8(raw, q[g]);
 #pragma unroll
-    for (int i = 0; i < 8; i++) q[g][i] *= p.scale * LOG2E;  // scores in the log2 domain
+    for (int v = 0; v < VEC; v++) {
+      float tmp[8];
+      unpack8(*reinterpret_cast<const Bf16x8*>(p.q + static_cast<int64_t>(row) * p.q_stride + (h0 + g) * D + dim0 + 8 * v), tmp);
+#pragma unroll
+      for (int i = 0; i < 8; i++) q[g][8 * v + i] = tmp[i] * (p.scale * LOG2E);  // scores in the log2 domain
+    }
   }
-  float m[GC], l[GC], acc[GC][8];
+  float m[GC], l[GC], acc[GC][DPT];
 #pragma unroll
   for (int g = 0; g < GC; g++) {
     m[g] = -INFINITY;
     l[g] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < 8; i++) acc[g][i] = 0.0f;
+    for (int i = 0; i < DPT; i++) acc[g][i] = 0.0f;
   }
 
-  const int ntiles = end > start ? (end - start + kDecodeTile - 1) / kDecodeTile : 0;
-  // Async copies of tile `t` into its stage; every call commits one group (empty past the end), so
-  // the group count that wait<> relies on is the same in every thread.
-  auto issue = [&](int t) {
-    if (t < ntiles) {
-      const int t0 = start + t * kDecodeTile;
-      bf16* ks = Ks + (t % kDecodeStages) * kDecodeTile * D;
-      bf16* vs = Vs + (t % kDecodeStages) * kDecodeTile * D;
-      for (int c = threadIdx.x; c < kDecodeTile * CHUNKS; c += blockDim.x) {
-        const int r = c / CHUNKS, part = (c % CHUNKS) * 8, tok = t0 + r;
-        const bool valid = tok < end;
-        const int64_t off = valid ? ((static_cast<int64_t>(table[tok / bs]) * p.Hkv + kvh) * bs + tok % bs) * D + part : 0;
-        cp_async16(ks + r * D + part, p.k_cache + off, valid);
-        cp_async16(vs + r * D + part, p.v_cache + off, valid);
+  const int first_block = start / bs;
+  const int end_block = end > start ? (end - 1) / bs + 1 : first_block;
+  for (int wb = first_block; wb < end_block; wb += kDecodeWindow) {
+    const int nb = min(kDecodeWindow, end_block - wb);
+    __syncthreads();
+    for (int i = threadIdx.x; i < nb; i += blockDim.x) tbl[i] = table[wb + i];
+    __syncthreads();
+    const int w_start = max(start, wb * bs), w_end = min(end, (wb + nb) * bs), base_off = wb * bs;
+    for (int base = w_start; base < w_end; base += TOK_PER_GROUP) {
+      uint4 kr[UNROLL][VEC], vr[UNROLL][VEC];
+      bool valid[UNROLL];
+#pragma unroll
+      for (int u = 0; u < UNROLL; u++) {
+        const int tok = base + u * TOK_PER_ITER + warp * TOK_PER_WARP + lane_tok;
+        valid[u] = tok < w_end;
+        const int rel = valid[u] ? tok - base_off : 0;
+        const int64_t off = ((static_cast<int64_t>(tbl[rel / bs]) * p.Hkv + kvh) * bs + rel % bs) * D + dim0;
+#pragma unroll
+        for (int v = 0; v < VEC; v++) {
+          if (valid[u]) {
+            kr[u][v] = *reinterpret_cast<const uint4*>(p.k_cache + off + 8 * v);
+            vr[u][v] = *reinterpret_cast<const uint4*>(p.v_cache + off + 8 * v);
+          } else {
+            kr[u][v] = make_uint4(0, 0, 0, 0);
+            vr[u][v] = make_uint4(0, 0, 0, 0);
+          }
+        }
       }
-    }
-    cp_async_commit();
-  };
+      // scores of the group's tokens for every head
+      float s[UNROLL][GC];
 #pragma unroll
-  for (int t = 0; t < kDecodeStages - 1; t++) issue(t);
-  for (int t = 0; t < ntiles; t++) {
-    cp_async_wait<kDecodeStages - 2>();  // this thread's copies of tile t have landed
-    __syncthreads();                     // everyone's have; and the stage of tile t-1 is free again
-    issue(t + kDecodeStages - 1);
-    const bf16* ks = Ks + (t % kDecodeStages) * kDecodeTile * D;
-    const bf16* vs = Vs + (t % kDecodeStages) * kDecodeTile * D;
-    const int t0 = start + t * kDecodeTile;
+      for (int u = 0; u < UNROLL; u++) {
 #pragma unroll
-    for (int pass = 0; pass < PASSES; pass++) {
-      const int r = warp * (kDecodeTile / kDecodeWarps) + pass * TOK_PER_WARP + lane_tok;
-      const bool valid = t0 + r < end;
-      float k[8], v[8];
-      unpack8(*reinterpret_cast<const Bf16x8*>(ks + r * D + dim0), k);
-      unpack8(*reinterpret_cast<const Bf16x8*>(vs + r * D + dim0), v);
+        for (int g = 0; g < GC; g++) s[u][g] = 0.0f;
+#pragma unroll
+        for (int v = 0; v < VEC; v++) {
+          float k[8];
+          unpack8(*reinterpret_cast<const Bf16x8*>(&kr[u][v]), k);
+#pragma unroll
+          for (int g = 0; g < GC; g++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) s[u][g] = fmaf(q[g][8 * v + i], k[i], s[u][g]);
+        }
+#pragma unroll
+        for (int g = 0; g < GC; g++) {
+#pragma unroll
+          for (int o = TPT / 2; o > 0; o >>= 1) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], o);
+          if (!valid[u]) s[u][g] = -INFINITY;
+        }
+      }
+      // one softmax update for the group
 #pragma unroll
       for (int g = 0; g < GC; g++) {
-        float s = 0.0f;
+        float mx = m[g];
 #pragma unroll
-        for (int i = 0; i < 8; i++) s = fmaf(q[g][i], k[i], s);
+        for (int u = 0; u < UNROLL; u++) mx = fmaxf(mx, s[u][g]);
+        if (mx == -INFINITY) continue;  // nothing valid yet in this lane's tokens
+        const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
+        l[g] *= corr;
 #pragma unroll
-        for (int o = TPT / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (valid) {
-          const float mx = fmaxf(m[g], s);
-          const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
-          const float w = exp2f(s - mx);
-          l[g] = l[g] * corr + w;
+        for (int i = 0; i < DPT; i++) acc[g][i] *= corr;
+        m[g] = mx;
+      }
 #pragma unroll
-          for (int i = 0; i < 8; i++) acc[g][i] = fmaf(w, v[i], acc[g][i] * corr);
-          m[g] = mx;
+      for (int u = 0; u < UNROLL; u++) {
+#pragma unroll
+        for (int v = 0; v < VEC; v++) {
+          float val[8];
+          unpack8(*reinterpret_cast<const Bf16x8*>(&vr[u][v]), val);
+#pragma unroll
+          for (int g = 0; g < GC; g++) {
+            const float w = s[u][g] == -INFINITY ? 0.0f : exp2f(s[u][g] - m[g]);
+            if (v == 0) l[g] += w;
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[g][8 * v + i] = fmaf(w, val[i], acc[g][8 * v + i]);
+          }
         }
       }
     }
   }
-  cp_async_wait<0>();
 
   // Merge the token lanes of a warp (lanes that differ by multiples of TPT hold the same dims).
 #pragma unroll
   for (int o = TPT; o < 32; o <<= 1) {
 #pragma unroll
     for (int g = 0; g < GC; g++) {
-      float m2 = __shfl_xor_sync(0xffffffffu, m[g], o), l2 = __shfl_xor_sync(0xffffffffu, l[g], o), a2[8];
+      float m2 = __shfl_xor_sync(0xffffffffu, m[g], o), l2 = __shfl_xor_sync(0xffffffffu, l[g], o), a2[DPT];
 #pragma unroll
-      for (int i = 0; i < 8; i++) a2[i] = __shfl_xor_sync(0xffffffffu, acc[g][i], o);
+      for (int i = 0; i < DPT; i++) a2[i] = __shfl_xor_sync(0xffffffffu, acc[g][i], o);
       merge_state(m[g], l[g], acc[g], m2, l2, a2);
     }
   }
-  // Then the warps, through shared memory: [warp][g][TPT lanes][10].
-  __shared__ float state[kDecodeWarps][GC][TPT][10];
+  // Then the warps, through shared memory: [warp][g][TPT lanes][2 + DPT].
+  __shared__ float state[kDecodeWarps][GC][TPT][2 + DPT];
   if (lane < TPT) {
 #pragma unroll
     for (int g = 0; g < GC; g++) {
       state[warp][g][lane][0] = m[g];
       state[warp][g][lane][1] = l[g];
 #pragma unroll
-      for (int i = 0; i < 8; i++) state[warp][g][lane][2 + i] = acc[g][i];
+      for (int i = 0; i < DPT; i++) state[warp][g][lane][2 + i] = acc[g][i];
     }
   }
   __syncthreads();
@@ -180,23 +214,26 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
 #pragma unroll
   for (int g = 0; g < GC; g++) {
     for (int w = 1; w < kDecodeWarps; w++) {
-      float a2[8];
+      float a2[DPT];
 #pragma unroll
-      for (int i = 0; i < 8; i++) a2[i] = state[w][g][lane][2 + i];
+      for (int i = 0; i < DPT; i++) a2[i] = state[w][g][lane][2 + i];
       merge_state(m[g], l[g], acc[g], state[w][g][lane][0], state[w][g][lane][1], a2);
     }
     const int h = h0 + g;
     const float inv = l[g] > 0.0f ? 1.0f / l[g] : 0.0f;
-    float o[8];
-#pragma unroll
-    for (int i = 0; i < 8; i++) o[i] = acc[g][i] * inv;
     if (p.splits == 1) {
-      *reinterpret_cast<Bf16x8*>(p.out + static_cast<int64_t>(row) * p.out_stride + h * D + dim0) = pack8(o);
+#pragma unroll
+      for (int v = 0; v < VEC; v++) {
+        float o[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) o[i] = acc[g][8 * v + i] * inv;
+        *reinterpret_cast<Bf16x8*>(p.out + static_cast<int64_t>(row) * p.out_stride + h * D + dim0 + 8 * v) = pack8(o);
+      }
     } else {
       const int64_t slot = (static_cast<int64_t>(e) * p.Hq + h) * p.splits + split;
       float* pa = p.partial_acc + slot * D + dim0;
 #pragma unroll
-      for (int i = 0; i < 8; i++) pa[i] = o[i];
+      for (int i = 0; i < DPT; i++) pa[i] = acc[g][i] * inv;
       if (dim0 == 0) {
         p.partial_ml[slot * 2] = m[g];
         p.partial_ml[slot * 2 + 1] = l[g];
@@ -224,11 +261,6 @@ __global__ void decode_attention_reduce_kernel(DecodeAttentionParams p) {
   p.out[static_cast<int64_t>(row) * p.out_stride + h * D + d] = __float2bfloat16(den > 0.0f ? num / den : 0.0f);
 }
 
-template <int D>
-constexpr int decode_smem_bytes() {
-  return 2 * detail::kDecodeStages * detail::kDecodeTile * D * static_cast<int>(sizeof(bf16));
-}
-
 /** Largest divisor of the group size that is at most 8: query heads per CTA. */
 inline int decode_heads_per_cta(int group) {
   for (int gc = 8; gc >= 1; gc--)
@@ -236,15 +268,9 @@ inline int decode_heads_per_cta(int group) {
   return 1;
 }
 
-template <int D, int GC>
+template <int D, int GC, int UNROLL = decode_default_unroll<GC>()>
 void launch_decode_gc(const DecodeAttentionParams& p, dim3 grid, cudaStream_t s) {
-  constexpr int smem = decode_smem_bytes<D>();
-  static bool configured = false;  // per kernel instance; set before first use (never inside a capture)
-  if (!configured) {
-    PAGODA_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<D, GC>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    configured = true;
-  }
-  decode_attention_kernel<D, GC><<<grid, 128, smem, s>>>(p);
+  decode_attention_kernel<D, GC, UNROLL><<<grid, 128, 0, s>>>(p);
 }
 
 template <int D>
@@ -283,11 +309,7 @@ inline void launch_decode_attention(const DecodeAttentionParams& p, int head_dim
 inline int decode_resident_ctas(int head_dim, int group) {
   const int gc = decode_heads_per_cta(group);
   int n = 0;
-  auto occ = [&](auto kernel) {
-    const int smem = head_dim == 64 ? decode_smem_bytes<64>() : decode_smem_bytes<128>();
-    PAGODA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    PAGODA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 128, smem));
-  };
+  auto occ = [&](auto kernel) { PAGODA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 128, 0)); };
 #define PAGODA_OCC(DD)                                        \
   switch (gc) {                                               \
     case 1: occ(decode_attention_kernel<DD, 1>); break;       \

@@ -60,7 +60,7 @@ int num_sms() {
   return prop.multiProcessorCount;
 }
 
-void bench_decode(int B, int ctx, int bs, int forced_splits = 0) {
+void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int unroll = 0) {
   const int Hq = 16, Hkv = 8, D = 128, sets = 3;
   const int blocks_per_seq = ceil_div(ctx, bs);
   const size_t blocks = static_cast<size_t>(B) * blocks_per_seq;
@@ -90,11 +90,16 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0) {
   const float ms = median_ms([&](int i) {
     DecodeAttentionParams p{q[i % sets], k[i % sets], v[i % sets], dt, dc, nullptr, nullptr, out, pacc, pml, B, Hq, Hkv, bs,
                             blocks_per_seq, splits, Hq * D, Hq * D, 0.088f};
-    launch_decode_attention(p, D, nullptr);
+    if (unroll == 4) {  // the alternative register/softmax-batching trade-off, for comparison
+      launch_decode_gc<128, 2, 4>(p, dim3(Hq / 2, B, splits), nullptr);
+      if (splits > 1) decode_attention_reduce_kernel<128><<<dim3(B, Hq), 128>>>(p);
+    } else {
+      launch_decode_attention(p, D, nullptr);
+    }
   });
   const double bytes = 2.0 * kv * 2 + 2.0 * B * Hq * D * 2;
-  std::printf("decode attention  B=%-4d ctx=%-6d bs=%-3d splits=%-3d %9.1f us  %5.2f TB/s\n", B, ctx, bs, splits, ms * 1e3,
-              bytes / (ms * 1e-3) / 1e12);
+  std::printf("decode attention  B=%-4d ctx=%-6d bs=%-3d splits=%-3d%s %9.1f us  %5.2f TB/s\n", B, ctx, bs, splits,
+              unroll == 4 ? " unroll4" : "        ", ms * 1e3, bytes / (ms * 1e-3) / 1e12);
   for (int s = 0; s < sets; s++) {
     cudaFree(k[s]);
     cudaFree(v[s]);
@@ -218,6 +223,9 @@ void bench_linear_step() {
 int main() {
   std::printf("== Pagoda kernels (16 query / 8 KV heads, head_dim 128; paged KV, bf16)\n");
   bench_decode(64, 4096, 16);
+  bench_decode(64, 4096, 16, 0, 4);
+  bench_decode(256, 1024, 16, 0, 4);
+  bench_decode(1, 32768, 16, 0, 4);
   bench_decode(1, 32768, 16);
   bench_decode(1, 32768, 16, 1);
   bench_decode(256, 1024, 16);
