@@ -7,6 +7,7 @@ import {
   checkAdmission,
   checkModel,
   checkPromptTokens,
+  checkStreamOptions,
   collect,
   nowSeconds,
   onClientGone,
@@ -42,6 +43,7 @@ export function registerChat(app: FastifyInstance, ctx: ServerContext): void {
   app.post('/v1/chat/completions', { schema: { body: ChatCompletionRequest } }, async (request, reply) => {
     const body = request.body as ChatCompletionRequest;
     checkModel(ctx, body.model);
+    checkStreamOptions(body);
     if (body.tools && body.tools.length > 0) throw badRequest('Tool calling is not supported by this server.', 'tools');
     const format = body.response_format?.type;
     if (format !== undefined && format !== 'text')

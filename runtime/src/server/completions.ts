@@ -7,6 +7,7 @@ import {
   checkAdmission,
   checkModel,
   checkPromptTokens,
+  checkStreamOptions,
   collect,
   nowSeconds,
   onClientGone,
@@ -32,6 +33,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
   app.post('/v1/completions', { schema: { body: CompletionRequest } }, async (request, reply) => {
     const body = request.body as CompletionRequest;
     checkModel(ctx, body.model);
+    checkStreamOptions(body);
     if (body.suffix) throw badRequest('suffix is not supported.', 'suffix');
     const n = body.n ?? 1;
     if (body.best_of !== undefined && body.best_of !== null && body.best_of !== n) {

@@ -29,6 +29,12 @@ export interface CommonFields {
   logit_bias?: Record<string, number> | null | undefined;
 }
 
+/** stream_options only means something for a stream (as OpenAI and vLLM say). */
+export function checkStreamOptions(body: { stream?: boolean | null; stream_options?: unknown }): void {
+  if (body.stream_options != null && body.stream !== true)
+    throw badRequest('stream_options can only be set when stream is true.', 'stream_options');
+}
+
 export function checkModel(ctx: ServerContext, requested: string | null | undefined): void {
   if (requested === undefined || requested === null || requested === '' || requested === ctx.modelName) return;
   throw new ApiError(404, `The model \`${requested}\` does not exist. This server serves \`${ctx.modelName}\`.`, {

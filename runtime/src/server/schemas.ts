@@ -99,18 +99,14 @@ export const ChatCompletionRequest = T.Object(
 );
 export type ChatCompletionRequest = Static<typeof ChatCompletionRequest>;
 
-export const TokenizeRequest = T.Union([
-  T.Object({
-    model: T.Optional(Nullable(T.String())),
-    prompt: T.String(),
-    add_special_tokens: T.Optional(T.Boolean()),
-  }),
-  T.Object({
-    model: T.Optional(Nullable(T.String())),
-    messages: T.Array(Message, { minItems: 1, maxItems: 4096 }),
-    add_generation_prompt: T.Optional(T.Boolean()),
-  }),
-]);
+/** Either `prompt` or `messages` (checked by the route, which can say so plainly). */
+export const TokenizeRequest = T.Object({
+  model: T.Optional(Nullable(T.String())),
+  prompt: T.Optional(T.String()),
+  add_special_tokens: T.Optional(T.Boolean()),
+  messages: T.Optional(T.Array(Message, { minItems: 1, maxItems: 4096 })),
+  add_generation_prompt: T.Optional(T.Boolean()),
+});
 export type TokenizeRequest = Static<typeof TokenizeRequest>;
 
 export const DetokenizeRequest = T.Object({
