@@ -65,6 +65,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
             logprobs: logprobs === undefined ? null : completionLogprobs(tok, c.logprobs, echoText[p]!.length),
             finish_reason: c.finishReason,
             stop_reason: c.stopReason,
+            ...(body.return_token_ids ? { prompt_token_ids: prompts[p], token_ids: c.tokenIds } : {}),
           })),
         );
         return {
@@ -103,7 +104,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
             const lp =
               logprobs === undefined || !ev.logprobs ? null : completionLogprobs(tok, ev.logprobs, offsets[p]!);
             offsets[p]! += text.length;
-            if (text === '' && !ev.finished && !lp) continue;
+            if (text === '' && !ev.finished && !lp && !body.return_token_ids) continue;
             await sse.send(
               chunk([
                 {
@@ -112,6 +113,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
                   logprobs: lp,
                   finish_reason: ev.finished ? (ev.finishReason ?? 'stop') : null,
                   stop_reason: ev.finished ? (ev.stopReason ?? null) : null,
+                  ...(body.return_token_ids ? { token_ids: ev.tokenIds } : {}),
                 },
               ]),
             );

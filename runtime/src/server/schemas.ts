@@ -43,6 +43,8 @@ const SamplingFields = {
   skip_special_tokens: T.Optional(Nullable(T.Boolean())),
   user: T.Optional(Nullable(T.String({ maxLength: 1024 }))),
   logit_bias: T.Optional(Nullable(T.Record(T.String(), T.Number()))),
+  /** vLLM extension: token ids next to the text (prompt_token_ids and per-choice token_ids) */
+  return_token_ids: T.Optional(Nullable(T.Boolean())),
 };
 
 const TokenIds = T.Array(T.Integer({ minimum: 0 }), { minItems: 1, maxItems: 1_000_000 });
