@@ -48,6 +48,10 @@ export interface FinishedSequenceStats {
   tokenTimes: number[];
   promptTokens: number;
   completionTokens: number;
+  /** prompt tokens served from the prefix cache at its last admission */
+  cachedTokens: number;
+  /** times it was preempted and recomputed */
+  preemptions: number;
   reason: FinishReason;
 }
 
@@ -300,6 +304,8 @@ export class Engine {
       tokenTimes: state.tokenTimes,
       promptTokens: seq.numPromptTokens,
       completionTokens: seq.numOutputTokens,
+      cachedTokens: seq.numCachedTokens,
+      preemptions: seq.preemptions,
       reason,
     });
     if (emit) {
