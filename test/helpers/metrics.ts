@@ -10,8 +10,9 @@ export interface Scrape {
   samples: Sample[];
   /** `# TYPE` of each metric family */
   types: Map<string, string>;
-  /** sum of the samples named `name` whose labels include `labels` */
-  get(name: string, labels?: Record<string, string>): number;
+  /** sum of the samples named `name` whose labels include `labels`; throws when there is none, unless
+   *  `fallback` is given (a labelled counter appears only once it has counted something) */
+  get(name: string, labels?: Record<string, string>, fallback?: number): number;
   has(name: string): boolean;
 }
 
@@ -37,7 +38,7 @@ export function parseMetrics(text: string): Scrape {
   return {
     samples,
     types,
-    get(name, want = {}) {
+    get(name, want = {}, fallback) {
       let sum = 0;
       let found = false;
       for (const s of samples) {
@@ -46,6 +47,7 @@ export function parseMetrics(text: string): Scrape {
         sum += s.value;
         found = true;
       }
+      if (!found && fallback !== undefined) return fallback;
       if (!found) throw new Error(`metric ${name}${JSON.stringify(want)} is not exposed`);
       return sum;
     },
