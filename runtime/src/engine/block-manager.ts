@@ -143,10 +143,11 @@ export class BlockManager {
     for (let i = 0; i < need; i++) seq.blockTable.push(this.takeFresh());
   }
 
-  /** Registers the sequence's blocks that are full and computed, so later requests can reuse them. */
-  cacheComputedBlocks(seq: Sequence): void {
+  /** Registers the sequence's blocks that are full and computed, so later requests can reuse them.
+   *  `numComputed`: tokens whose K/V are really in the cache (a later step may be in flight). */
+  cacheComputedBlocks(seq: Sequence, numComputed = seq.numComputed): void {
     if (!this.enablePrefixCaching) return;
-    const full = Math.floor(seq.numComputed / this.blockSize);
+    const full = Math.floor(numComputed / this.blockSize);
     let prev = '';
     for (let b = 0; b < full; b++) {
       const blk = this.blocks[seq.blockTable[b]!]!;

@@ -50,7 +50,13 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const echoText = prompts.map((p) => (body.echo ? tok.decode(p, { skipSpecial: false }) : ''));
     const id = randomId('cmpl');
     const created = nowSeconds();
-    const streams = prompts.map((prompt, i) => ctx.engine.generate({ prompt, params: params[i]!, n }));
+    const streams: AsyncIterableIterator<SequenceEvent>[] = [];
+    try {
+      for (const [i, prompt] of prompts.entries()) streams.push(ctx.engine.generate({ prompt, params: params[i]!, n }));
+    } catch (e) {
+      for (const s of streams) void s.return?.();
+      throw e;
+    }
     ctx.lifecycle.begin();
     onClientGone(reply, () => {
       for (const s of streams) void s.return?.();
