@@ -136,6 +136,7 @@ export class Engine {
     discardedTokens: 0,
   };
   private lastStepEnd = 0;
+  private failureListeners: ((e: Error) => void)[] = [];
   /** finished sequences whose blocks wait for their last submitted step */
   private readonly awaitingRelease = new Set<Sequence>();
   private idleWaiters: (() => void)[] = [];
@@ -183,6 +184,18 @@ export class Engine {
 
   setObserver(o: EngineObserver): void {
     this.observer = o;
+  }
+
+  /** Calls `listener` once if the engine fails for good (a native step threw); every open request has
+   *  then already received an error event. */
+  onFailure(listener: (e: Error) => void): void {
+    if (this.fatal) queueMicrotask(() => listener(this.fatal!));
+    else this.failureListeners.push(listener);
+  }
+
+  /** Ends every request now (finish reason "abort"): used when a drain runs out of time. */
+  abortAll(): void {
+    for (const state of [...this.states.values()]) this.finishSeq(state, 'abort', undefined, true);
   }
 
   get failed(): Error | undefined {
@@ -444,5 +457,8 @@ export class Engine {
       });
       this.finishSeq(state, 'error', undefined, false);
     }
+    const listeners = this.failureListeners;
+    this.failureListeners = [];
+    for (const l of listeners) l(e);
   }
 }
