@@ -48,9 +48,10 @@ export class BlockManager {
    *  first = least recently used) */
   private readonly cachedFree = new Map<number, true>();
   private readonly byHash = new Map<string, number>();
-  /** prefix-cache lookups (blocks asked for) and hits, cumulative */
-  queries = 0;
-  hits = 0;
+  /** prefix-cache statistics in tokens, cumulative (as vLLM counts them): tokens of every admitted
+   *  sequence, and those of them served from the cache */
+  queriedTokens = 0;
+  hitTokens = 0;
 
   constructor(numBlocks: number, blockSize: number, enablePrefixCaching = true) {
     this.blockSize = blockSize;
@@ -118,8 +119,10 @@ export class BlockManager {
   allocate(seq: Sequence): void {
     if (seq.blockTable.length > 0) throw new Error(`sequence ${seq.id} already holds blocks`);
     const hits = this.lookup(seq.tokens);
-    this.queries += this.cacheableBlocks(seq.numTokens);
-    this.hits += hits.length;
+    if (this.enablePrefixCaching) {
+      this.queriedTokens += seq.numTokens;
+      this.hitTokens += hits.length * this.blockSize;
+    }
     for (const id of hits) {
       const blk = this.blocks[id]!;
       if (blk.refCount === 0) this.cachedFree.delete(id);

@@ -43,6 +43,8 @@ export interface GenerateRequest {
 /** Timing of one finished sequence, for metrics. Times in seconds since an arbitrary origin. */
 export interface FinishedSequenceStats {
   arrival: number;
+  /** first admitted into a step (queue time = scheduled - arrival) */
+  scheduled: number | undefined;
   firstToken: number | undefined;
   finished: number;
   tokenTimes: number[];
@@ -95,6 +97,7 @@ interface SeqState {
   queue: AsyncQueue<SequenceEvent>;
   request: RequestState;
   arrival: number;
+  scheduled: number | undefined;
   firstToken: number | undefined;
   tokenTimes: number[];
 }
@@ -235,6 +238,7 @@ export class Engine {
         queue,
         request,
         arrival,
+        scheduled: undefined,
         firstToken: undefined,
         tokenTimes: [],
       };
@@ -304,8 +308,11 @@ export class Engine {
     const { batch } = buildBatch(plan.scheduled, this.info.blockSize);
     const entries: StepEntry[] = [];
     let row = 0;
+    const t = now();
     for (const s of plan.scheduled) {
       const { seq } = s;
+      const state = this.states.get(seq.id);
+      if (state && state.scheduled === undefined) state.scheduled = t;
       seq.numComputed += s.numTokens;
       seq.inFlight++;
       const entry: StepEntry = { seq, epoch: seq.epoch, computedAfter: seq.numComputed, row: -1, tokenIndex: -1 };
@@ -328,7 +335,7 @@ export class Engine {
       entries,
       numTokens: plan.numTokens,
       numTopLogprobs: batch.numTopLogprobs ?? 0,
-      submittedAt: now(),
+      submittedAt: t,
     };
   }
 
@@ -412,6 +419,7 @@ export class Engine {
     const end = now();
     this.observer.onSequenceFinished?.({
       arrival: state.arrival,
+      scheduled: state.scheduled,
       firstToken: state.firstToken,
       finished: end,
       tokenTimes: state.tokenTimes,
