@@ -98,7 +98,11 @@ export const SERVE_FLAGS: FlagDoc[] = [
   },
   {
     flag: 'enable-prefix-caching',
-    help: 'Reuse the KV cache of shared prompt prefixes (default on; --no-enable-prefix-caching turns it off).',
+    help: 'Reuse the KV cache of shared prompt prefixes across requests (default on).',
+  },
+  {
+    flag: 'no-enable-prefix-caching',
+    help: 'Turn prefix caching off (the last of the two flags wins).',
   },
   {
     flag: 'api-key',
@@ -171,10 +175,16 @@ export function parseServeArgs(
 ): RuntimeConfig {
   const options: Record<string, { type: 'string' | 'boolean' }> = {};
   for (const f of SERVE_FLAGS) options[f.flag] = { type: f.value ? 'string' : 'boolean' };
-  options['no-enable-prefix-caching'] = { type: 'boolean' };
   let values: Record<string, string | boolean | undefined>;
+  let prefixCaching = true;
   try {
-    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
+    const parsed = parseArgs({ args: argv, options, allowPositionals: false, strict: true, tokens: true });
+    values = parsed.values;
+    // --enable-prefix-caching and --no-enable-prefix-caching: the last one given wins (as in vLLM)
+    for (const t of parsed.tokens) {
+      if (t.kind === 'option' && t.name === 'enable-prefix-caching') prefixCaching = true;
+      if (t.kind === 'option' && t.name === 'no-enable-prefix-caching') prefixCaching = false;
+    }
   } catch (e) {
     throw new ConfigError(`${(e as Error).message}. Run \`pagoda serve --help\` for the flags.`);
   }
@@ -200,7 +210,7 @@ export function parseServeArgs(
     blockSize: int('block-size', s('block-size'), 1, 1024) ?? 16,
     numKvBlocks: int('num-kv-blocks', s('num-kv-blocks'), 1),
     kvCacheMemory: parseBytes('kv-cache-memory', s('kv-cache-memory')),
-    enablePrefixCaching: !(values['no-enable-prefix-caching'] === true),
+    enablePrefixCaching: prefixCaching,
     apiKey: apiKey === '' ? undefined : apiKey,
     threads: int('threads', s('threads'), 1, 1024) ?? availableParallelism(),
     weightDtype: oneOf('weight-dtype', s('weight-dtype'), ['auto', 'f32', 'f16', 'bf16'] as const) ?? 'auto',

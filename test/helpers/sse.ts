@@ -11,6 +11,7 @@ export interface StreamResult {
 
 export interface StreamOptions {
   signal?: AbortSignal;
+  headers?: Record<string, string>;
   /** called for every parsed event; return false to stop reading (the connection is then cut) */
   onEvent?: (event: Record<string, unknown>, index: number) => boolean | undefined;
 }
@@ -26,7 +27,7 @@ export async function streamCompletion(
   try {
     const r = await fetch(`${url}/v1/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...opts.headers },
       body: JSON.stringify({ ...body, stream: true }),
       signal: ctl.signal,
     });

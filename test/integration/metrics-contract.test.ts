@@ -22,7 +22,9 @@ interface Documented {
 }
 
 const doc = readFileSync(join(ROOT, 'docs', 'metrics.md'), 'utf8');
-const ROW = /^\| `(pagoda_[a-z0-9_]+)` \| (?:`(vllm:[a-z0-9_:]+)`|—) \| (gauge|counter|histogram) \| ([^|]*) \|/;
+// a table row (the formatter pads the columns)
+const ROW =
+  /^\|\s*`(pagoda_[a-z0-9_]+)`\s*\|\s*(?:`(vllm:[a-z0-9_:]+)`|—)\s*\|\s*(gauge|counter|histogram)\s*\|([^|]*)\|/;
 const documented: Documented[] = doc
   .split('\n')
   .map((line) => ROW.exec(line))

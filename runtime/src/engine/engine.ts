@@ -172,10 +172,14 @@ export class Engine {
       throw new EngineError((e as Error).message);
     }
     const capacity = info.numBlocks * info.blockSize;
-    const maxModelLen = Math.min(
-      config.maxModelLen ?? model.config.maxPositionEmbeddings,
-      model.config.maxPositionEmbeddings,
-    );
+    const modelMax = model.config.maxPositionEmbeddings;
+    if (config.maxModelLen !== undefined && config.maxModelLen > modelMax) {
+      native.close();
+      throw new EngineError(
+        `--max-model-len ${config.maxModelLen} is longer than the model's context (${modelMax} positions in its config)`,
+      );
+    }
+    const maxModelLen = config.maxModelLen ?? modelMax;
     if (capacity < maxModelLen && config.maxModelLen !== undefined) {
       native.close();
       throw new EngineError(

@@ -229,6 +229,24 @@ export class RuntimeMetrics {
       labelNames: ['status'],
       registers,
     });
+    // Every series exists from the start at 0, so rate() and absent() behave before the first event.
+    const labels = { model_name: modelName };
+    for (const pair of Object.values(this.counters)) {
+      pair.ours.inc(labels, 0);
+      pair.theirs?.inc(labels, 0);
+    }
+    for (const reason of ['stop', 'length', 'abort', 'error'])
+      for (const c of this.success) c.inc({ ...labels, finished_reason: reason }, 0);
+    for (const h of [
+      ...this.ttft,
+      ...this.itl,
+      ...this.e2e,
+      ...this.queueTime,
+      ...this.promptLen,
+      ...this.generationLen,
+    ])
+      h.zero(labels);
+    this.stepDuration.zero(labels);
     engine.setObserver({
       onSequenceFinished: (s) => this.onFinished(s),
       onStep: (s) => this.stepDuration.observe({ model_name: modelName }, s.seconds),
