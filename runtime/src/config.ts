@@ -28,6 +28,7 @@ export interface RuntimeConfig {
   numKvBlocks: number | undefined;
   kvCacheMemory: number | undefined;
   enablePrefixCaching: boolean;
+  asyncScheduling: boolean;
   apiKey: string | undefined;
   threads: number;
   weightDtype: 'auto' | 'f32' | 'f16' | 'bf16';
@@ -105,6 +106,14 @@ export const SERVE_FLAGS: FlagDoc[] = [
     help: 'Turn prefix caching off (the last of the two flags wins).',
   },
   {
+    flag: 'async-scheduling',
+    help: 'Prepare and queue the next engine step while the current one runs (default on).',
+  },
+  {
+    flag: 'no-async-scheduling',
+    help: 'Prepare each step only after the previous one finished (the last of the two flags wins).',
+  },
+  {
     flag: 'api-key',
     value: 'KEY',
     env: 'PAGODA_API_KEY',
@@ -177,13 +186,16 @@ export function parseServeArgs(
   for (const f of SERVE_FLAGS) options[f.flag] = { type: f.value ? 'string' : 'boolean' };
   let values: Record<string, string | boolean | undefined>;
   let prefixCaching = true;
+  let asyncScheduling = true;
   try {
     const parsed = parseArgs({ args: argv, options, allowPositionals: false, strict: true, tokens: true });
     values = parsed.values;
-    // --enable-prefix-caching and --no-enable-prefix-caching: the last one given wins (as in vLLM)
+    // --X and --no-X pairs: the last one given wins (as in vLLM)
     for (const t of parsed.tokens) {
       if (t.kind === 'option' && t.name === 'enable-prefix-caching') prefixCaching = true;
       if (t.kind === 'option' && t.name === 'no-enable-prefix-caching') prefixCaching = false;
+      if (t.kind === 'option' && t.name === 'async-scheduling') asyncScheduling = true;
+      if (t.kind === 'option' && t.name === 'no-async-scheduling') asyncScheduling = false;
     }
   } catch (e) {
     throw new ConfigError(`${(e as Error).message}. Run \`pagoda serve --help\` for the flags.`);
@@ -211,6 +223,7 @@ export function parseServeArgs(
     numKvBlocks: int('num-kv-blocks', s('num-kv-blocks'), 1),
     kvCacheMemory: parseBytes('kv-cache-memory', s('kv-cache-memory')),
     enablePrefixCaching: prefixCaching,
+    asyncScheduling,
     apiKey: apiKey === '' ? undefined : apiKey,
     threads: int('threads', s('threads'), 1, 1024) ?? availableParallelism(),
     weightDtype: oneOf('weight-dtype', s('weight-dtype'), ['auto', 'f32', 'f16', 'bf16'] as const) ?? 'auto',

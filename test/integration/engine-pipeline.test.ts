@@ -58,6 +58,18 @@ describe('pipelined engine loop', () => {
     expect(engine.counters.discardedTokens - discarded).toBe(1);
   });
 
+  it('--no-async-scheduling runs one step at a time, with the same tokens', async () => {
+    const serial = await startDefaultEngine(['--no-async-scheduling']);
+    try {
+      const params = greedy({ maxTokens: 16, temperature: 0.8, seed: 11 });
+      expect(await tokensOf(serial, prompt, params)).toEqual(await tokensOf(engine, prompt, params));
+      expect(serial.counters.steps).toBeGreaterThan(16);
+      expect(serial.counters.pipelinedSteps).toBe(0);
+    } finally {
+      serial.close();
+    }
+  });
+
   it('returns every block of an aborted request once its in-flight step is processed', async () => {
     const it = engine.generate({ prompt, params: greedy({ maxTokens: 200 }) });
     let n = 0;

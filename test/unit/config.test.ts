@@ -101,6 +101,7 @@ describe('flag parsing', () => {
       numKvBlocks: 100,
       kvCacheMemory: 2 * 1024 ** 3,
       enablePrefixCaching: true,
+      asyncScheduling: true,
       apiKey: 'k',
       threads: 3,
       weightDtype: 'bf16',
@@ -135,6 +136,12 @@ describe('flag parsing', () => {
     expect(parseServeArgs(['--no-enable-prefix-caching', '--enable-prefix-caching'], {}).enablePrefixCaching).toBe(
       true,
     );
+  });
+
+  it('turns async scheduling off and on, the last flag winning', () => {
+    expect(parseServeArgs([], {}).asyncScheduling).toBe(true);
+    expect(parseServeArgs(['--no-async-scheduling'], {}).asyncScheduling).toBe(false);
+    expect(parseServeArgs(['--no-async-scheduling', '--async-scheduling'], {}).asyncScheduling).toBe(true);
   });
 
   it('reads the environment when a flag is absent, the flag winning otherwise', () => {

@@ -67,6 +67,8 @@ export interface EngineConfig {
   maxNumSeqs: number;
   maxNumBatchedTokens: number;
   enablePrefixCaching: boolean;
+  /** prepare and queue step k+1 while step k runs (default true) */
+  asyncScheduling?: boolean;
 }
 
 /** One sequence's part in a submitted step. */
@@ -284,8 +286,9 @@ export class Engine {
   private async loop(): Promise<void> {
     let inFlight: SubmittedStep | undefined;
     try {
+      const pipelined = this.config.asyncScheduling !== false;
       for (;;) {
-        const next = this.submitNext(inFlight !== undefined);
+        const next = inFlight && !pipelined ? undefined : this.submitNext(inFlight !== undefined);
         if (!inFlight && !next) {
           if (this.scheduler.hasWork)
             throw new EngineError('scheduler made no progress: a waiting request cannot fit the KV cache');
