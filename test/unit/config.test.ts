@@ -3,9 +3,12 @@
  * flag the issue names parses into the config, env fallbacks work, and bad values are refused with a
  * message naming the flag.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseServeArgs, SERVE_FLAGS, serveHelp } from '../../runtime/src/config.ts';
 import { runCli } from '../helpers/cli.ts';
+import { ROOT } from '../helpers/fixtures.ts';
 
 /** vLLM-style flags the runtime must accept (issue "Runtime server", item 7). */
 const REQUIRED = [
@@ -33,6 +36,11 @@ describe('pagoda serve --help', () => {
       expect(f.help.length).toBeGreaterThan(15);
     }
     for (const flag of REQUIRED) expect(SERVE_FLAGS.map((f) => f.flag)).toContain(flag);
+  });
+
+  it('is documented flag by flag in docs/runtime.md', () => {
+    const doc = readFileSync(join(ROOT, 'docs', 'runtime.md'), 'utf8');
+    for (const f of SERVE_FLAGS) expect(doc, `--${f.flag}`).toContain(`\`--${f.flag}`);
   });
 
   it('is what the real CLI prints, exiting 0', () => {
