@@ -9,6 +9,7 @@ import { ConfigError, parseServeArgs, SERVE_FLAGS, serveHelp } from './config.ts
 import { EngineError } from './engine/engine.ts';
 import { defaultSamplingParams } from './engine/sampling-params.ts';
 import { ModelLoadError } from './model/errors.ts';
+import { DownloadError, downloadModel } from './model/hf-download.ts';
 import { loadNative } from './native/index.ts';
 import { startEngine } from './runtime.ts';
 import { serve } from './server/server.ts';
@@ -20,7 +21,20 @@ const USAGE = `Usage: pagoda <command> [flags]
 Commands:
   serve       Serve a model over an OpenAI-compatible HTTP API (pagoda serve --help)
   generate    Generate a completion for one prompt and print it (pagoda generate --help)
+  download    Fetch a model from Hugging Face into a folder (pagoda download --help)
 `;
+
+const DOWNLOAD_HELP = `Usage: pagoda download --repo ORG/NAME [--revision REV] --dir PATH
+
+Fetches config, tokenizer and safetensors weights (with their index) of a Hugging Face model
+repository into PATH, ready for \`pagoda serve --model PATH\`. Files are written atomically; an
+interrupted download resumes; files already complete are kept.
+
+  --repo ORG/NAME     Repository id (required).
+  --revision REV      Branch, tag or commit (default main).
+  --dir PATH          Target folder (required; created if missing).
+  --endpoint URL      Hub address [env HF_ENDPOINT, default https://huggingface.co].
+Environment: HF_TOKEN (sent as a bearer token, for gated or private repositories).`;
 
 const GENERATE_HELP = `Usage: pagoda generate --prompt TEXT [flags]
 
@@ -101,6 +115,30 @@ async function generate(argv: string[]): Promise<void> {
   engine.close();
 }
 
+async function download(argv: string[]): Promise<void> {
+  const options = {
+    repo: { type: 'string' },
+    revision: { type: 'string' },
+    dir: { type: 'string' },
+    endpoint: { type: 'string' },
+  } as const;
+  let values: { repo?: string; revision?: string; dir?: string; endpoint?: string };
+  try {
+    ({ values } = parseArgs({ args: argv, options, strict: true }));
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message}. Run \`pagoda download --help\` for the flags.`);
+  }
+  if (!values.repo) throw new ConfigError('--repo is required (pagoda download --help)');
+  if (!values.dir) throw new ConfigError('--dir is required (pagoda download --help)');
+  await downloadModel({
+    repo: values.repo,
+    revision: values.revision ?? 'main',
+    dir: values.dir,
+    ...(values.endpoint ? { endpoint: values.endpoint } : {}),
+    log,
+  });
+}
+
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   try {
@@ -124,13 +162,21 @@ export async function main(argv: string[]): Promise<void> {
       await generate(rest);
       return;
     }
+    if (command === 'download') {
+      if (rest.includes('--help') || rest.includes('-h')) {
+        console.log(DOWNLOAD_HELP);
+        return;
+      }
+      await download(rest);
+      return;
+    }
     log(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
     process.exitCode = 2;
   } catch (e) {
     if (e instanceof ConfigError) {
       log(e.message);
       process.exitCode = 2;
-    } else if (e instanceof ModelLoadError || e instanceof EngineError) {
+    } else if (e instanceof ModelLoadError || e instanceof EngineError || e instanceof DownloadError) {
       log(e.message);
       process.exitCode = 1;
     } else if (e instanceof Error && e.message.startsWith("Pagoda's native engine")) {

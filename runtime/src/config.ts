@@ -28,6 +28,7 @@ export interface RuntimeConfig {
   numKvBlocks: number | undefined;
   kvCacheMemory: number | undefined;
   enablePrefixCaching: boolean;
+  asyncScheduling: boolean;
   apiKey: string | undefined;
   threads: number;
   weightDtype: 'auto' | 'f32' | 'f16' | 'bf16';
@@ -98,7 +99,19 @@ export const SERVE_FLAGS: FlagDoc[] = [
   },
   {
     flag: 'enable-prefix-caching',
-    help: 'Reuse the KV cache of shared prompt prefixes (default on; --no-enable-prefix-caching turns it off).',
+    help: 'Reuse the KV cache of shared prompt prefixes across requests (default on).',
+  },
+  {
+    flag: 'no-enable-prefix-caching',
+    help: 'Turn prefix caching off (the last of the two flags wins).',
+  },
+  {
+    flag: 'async-scheduling',
+    help: 'Prepare and queue the next engine step while the current one runs (default on).',
+  },
+  {
+    flag: 'no-async-scheduling',
+    help: 'Prepare each step only after the previous one finished (the last of the two flags wins).',
   },
   {
     flag: 'api-key',
@@ -171,10 +184,19 @@ export function parseServeArgs(
 ): RuntimeConfig {
   const options: Record<string, { type: 'string' | 'boolean' }> = {};
   for (const f of SERVE_FLAGS) options[f.flag] = { type: f.value ? 'string' : 'boolean' };
-  options['no-enable-prefix-caching'] = { type: 'boolean' };
   let values: Record<string, string | boolean | undefined>;
+  let prefixCaching = true;
+  let asyncScheduling = true;
   try {
-    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
+    const parsed = parseArgs({ args: argv, options, allowPositionals: false, strict: true, tokens: true });
+    values = parsed.values;
+    // --X and --no-X pairs: the last one given wins (as in vLLM)
+    for (const t of parsed.tokens) {
+      if (t.kind === 'option' && t.name === 'enable-prefix-caching') prefixCaching = true;
+      if (t.kind === 'option' && t.name === 'no-enable-prefix-caching') prefixCaching = false;
+      if (t.kind === 'option' && t.name === 'async-scheduling') asyncScheduling = true;
+      if (t.kind === 'option' && t.name === 'no-async-scheduling') asyncScheduling = false;
+    }
   } catch (e) {
     throw new ConfigError(`${(e as Error).message}. Run \`pagoda serve --help\` for the flags.`);
   }
@@ -200,7 +222,8 @@ export function parseServeArgs(
     blockSize: int('block-size', s('block-size'), 1, 1024) ?? 16,
     numKvBlocks: int('num-kv-blocks', s('num-kv-blocks'), 1),
     kvCacheMemory: parseBytes('kv-cache-memory', s('kv-cache-memory')),
-    enablePrefixCaching: !(values['no-enable-prefix-caching'] === true),
+    enablePrefixCaching: prefixCaching,
+    asyncScheduling,
     apiKey: apiKey === '' ? undefined : apiKey,
     threads: int('threads', s('threads'), 1, 1024) ?? availableParallelism(),
     weightDtype: oneOf('weight-dtype', s('weight-dtype'), ['auto', 'f32', 'f16', 'bf16'] as const) ?? 'auto',

@@ -38,6 +38,7 @@ export async function startEngine(cfg: RuntimeConfig, log: (msg: string) => void
     maxNumSeqs: cfg.maxNumSeqs,
     maxNumBatchedTokens: cfg.maxNumBatchedTokens,
     enablePrefixCaching: cfg.enablePrefixCaching,
+    asyncScheduling: cfg.asyncScheduling,
     ...(cfg.maxModelLen !== undefined ? { maxModelLen: cfg.maxModelLen } : {}),
   };
   const engine = await Engine.create(native, model, options, engineConfig);

@@ -2,6 +2,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { FastifyInstance } from 'fastify';
 import { parseServeArgs, type RuntimeConfig } from '../../runtime/src/config.ts';
+import type { Engine } from '../../runtime/src/engine/engine.ts';
 import { startEngine } from '../../runtime/src/runtime.ts';
 import { buildApp } from '../../runtime/src/server/app.ts';
 import { Lifecycle } from '../../runtime/src/server/lifecycle.ts';
@@ -14,6 +15,7 @@ export interface TestServer {
   app: FastifyInstance;
   config: RuntimeConfig;
   lifecycle: Lifecycle;
+  engine: Engine;
   close(): Promise<void>;
 }
 
@@ -32,6 +34,7 @@ export async function startTestServer(args: string[] = []): Promise<TestServer> 
     app,
     config,
     lifecycle,
+    engine: started.engine,
     async close() {
       await app.close();
       await started.engine.idle();

@@ -124,7 +124,8 @@ describe('block manager + scheduler properties', () => {
     const d = new Sequence(4, [1, 2, 3, 4, 5, 6, 7, 8, 0], params, 4);
     bm.allocate(d);
     expect(d.numCachedTokens).toBe(8);
-    expect(bm.hits).toBeGreaterThan(0);
+    expect(bm.hitTokens).toBeGreaterThanOrEqual(8 + 8);
+    expect(bm.queriedTokens).toBe(10 + 11 + 9 + 9); // every admitted token, as vLLM counts
     const holder = { ...d, blockTable: [...d.blockTable] } as Sequence;
     bm.release(d);
     expect(() => bm.release(holder)).toThrow(/double free/);
@@ -168,5 +169,37 @@ describe('block manager + scheduler properties', () => {
     expect(b.numTokens).toBe(9); // its output so far is kept and recomputed as prompt
     expect(sched.waiting[0]).toBe(b);
     expect(sched.numPreemptions).toBe(1);
+  });
+
+  it('reuses empty blocks before evicting a cached prefix, and evicts cached prefixes least recent first', () => {
+    const bm = new BlockManager(7, 2, true);
+    const cachedSeq = (id: number, tokens: number[]) => {
+      const s = new Sequence(id, tokens, params, id);
+      bm.allocate(s);
+      s.numComputed = tokens.length;
+      bm.cacheComputedBlocks(s);
+      return s;
+    };
+    const a = cachedSeq(1, [1, 2, 3, 4, 5]); // blocks: [1,2] [3,4] cached, [5] partial
+    const b = cachedSeq(2, [7, 8, 9]); // [7,8] cached, [9] partial
+    const held = [...a.blockTable, ...b.blockTable];
+    bm.release(a);
+    bm.release(b);
+    expect(bm.stats()).toEqual({ numBlocks: 7, numUsed: 0, numCachedFree: 3 });
+    // a new prompt needing 3 blocks takes the 3 empty ones: every cached prefix survives
+    const c = new Sequence(3, [20, 21, 22, 23, 24], params, 3);
+    bm.allocate(c);
+    expect(bm.stats().numCachedFree).toBe(3);
+    for (const id of c.blockTable) expect([held[0], held[1], held[3]]).not.toContain(id);
+    // two more blocks: the last empty one, then one eviction: a's tail ([3,4], freed first) goes
+    // before a's head and b's block
+    const d = new Sequence(4, [30, 31, 32], params, 4);
+    bm.allocate(d);
+    expect(bm.stats().numCachedFree).toBe(2);
+    bm.release(d);
+    const again = new Sequence(5, [1, 2, 3, 4, 5], params, 5);
+    expect(bm.canAllocate(again)).toBe(true);
+    bm.allocate(again);
+    expect(again.numCachedTokens).toBe(2); // [1,2] still cached, [3,4] was evicted
   });
 });

@@ -4,7 +4,10 @@
  *
  * A block enters the cache only once its K/V have been computed (`cacheComputedBlocks`), so a hit never
  * reads a block that a chunked prefill has not written yet. Freed blocks keep their contents and hash
- * until reused; the least recently freed is reused first (LRU eviction).
+ * until reused. A new block comes from the free blocks that hold no cached prefix first (the most
+ * recently freed, whose memory is warm), and only then by evicting the least recently freed cached
+ * block (LRU). So no cached prefix is evicted while an empty block is free, and the set of blocks in
+ * use stays as small as the load allows (untouched KV memory never becomes resident).
  *
  * Ask before you mutate: canAllocate → allocate, canAppend → append, then free.
  */
@@ -39,18 +42,22 @@ export class BlockManager {
   readonly blockSize: number;
   readonly enablePrefixCaching: boolean;
   private readonly blocks: Block[];
-  /** free block ids in the order they were freed (Map keeps insertion order: first = LRU) */
-  private readonly free = new Map<number, true>();
+  /** free blocks holding no cached prefix: a stack, the most recently freed on top */
+  private readonly empty: number[] = [];
+  /** free blocks holding a cached prefix, in the order they were freed (Map keeps insertion order:
+   *  first = least recently used) */
+  private readonly cachedFree = new Map<number, true>();
   private readonly byHash = new Map<string, number>();
-  /** prefix-cache lookups (blocks asked for) and hits, cumulative */
-  queries = 0;
-  hits = 0;
+  /** prefix-cache statistics in tokens, cumulative (as vLLM counts them): tokens of every admitted
+   *  sequence, and those of them served from the cache */
+  queriedTokens = 0;
+  hitTokens = 0;
 
   constructor(numBlocks: number, blockSize: number, enablePrefixCaching = true) {
     this.blockSize = blockSize;
     this.enablePrefixCaching = enablePrefixCaching;
     this.blocks = Array.from({ length: numBlocks }, (_, id) => ({ id, refCount: 0, hash: '', tokens: [] }));
-    for (let i = 0; i < numBlocks; i++) this.free.set(i, true);
+    for (let i = numBlocks - 1; i >= 0; i--) this.empty.push(i);
   }
 
   get numBlocks(): number {
@@ -58,13 +65,15 @@ export class BlockManager {
   }
 
   get numFreeBlocks(): number {
-    return this.free.size;
+    return this.empty.length + this.cachedFree.size;
   }
 
   stats(): BlockManagerStats {
-    let cached = 0;
-    for (const id of this.free.keys()) if (this.blocks[id]!.hash) cached++;
-    return { numBlocks: this.blocks.length, numUsed: this.blocks.length - this.free.size, numCachedFree: cached };
+    return {
+      numBlocks: this.blocks.length,
+      numUsed: this.blocks.length - this.numFreeBlocks,
+      numCachedFree: this.cachedFree.size,
+    };
   }
 
   refCount(id: number): number {
@@ -102,7 +111,7 @@ export class BlockManager {
     const hits = this.lookup(seq.tokens);
     const freeHits = hits.filter((id) => this.blocks[id]!.refCount === 0).length;
     const fresh = this.blocksFor(seq.numTokens) - hits.length;
-    return fresh <= this.free.size - freeHits;
+    return fresh <= this.numFreeBlocks - freeHits;
   }
 
   /** Gives the sequence blocks for all its tokens; cached prefix blocks are shared and their tokens
@@ -110,11 +119,13 @@ export class BlockManager {
   allocate(seq: Sequence): void {
     if (seq.blockTable.length > 0) throw new Error(`sequence ${seq.id} already holds blocks`);
     const hits = this.lookup(seq.tokens);
-    this.queries += this.cacheableBlocks(seq.numTokens);
-    this.hits += hits.length;
+    if (this.enablePrefixCaching) {
+      this.queriedTokens += seq.numTokens;
+      this.hitTokens += hits.length * this.blockSize;
+    }
     for (const id of hits) {
       const blk = this.blocks[id]!;
-      if (blk.refCount === 0) this.free.delete(id);
+      if (blk.refCount === 0) this.cachedFree.delete(id);
       blk.refCount++;
       seq.blockTable.push(id);
     }
@@ -126,19 +137,20 @@ export class BlockManager {
 
   /** Whether the sequence can grow to `numTokens` tokens. */
   canAppend(seq: Sequence, numTokens: number): boolean {
-    return this.blocksFor(numTokens) - seq.blockTable.length <= this.free.size;
+    return this.blocksFor(numTokens) - seq.blockTable.length <= this.numFreeBlocks;
   }
 
   append(seq: Sequence, numTokens: number): void {
     const need = this.blocksFor(numTokens) - seq.blockTable.length;
-    if (need > this.free.size) throw new Error(`no free block for sequence ${seq.id}`);
+    if (need > this.numFreeBlocks) throw new Error(`no free block for sequence ${seq.id}`);
     for (let i = 0; i < need; i++) seq.blockTable.push(this.takeFresh());
   }
 
-  /** Registers the sequence's blocks that are full and computed, so later requests can reuse them. */
-  cacheComputedBlocks(seq: Sequence): void {
+  /** Registers the sequence's blocks that are full and computed, so later requests can reuse them.
+   *  `numComputed`: tokens whose K/V are really in the cache (a later step may be in flight). */
+  cacheComputedBlocks(seq: Sequence, numComputed = seq.numComputed): void {
     if (!this.enablePrefixCaching) return;
-    const full = Math.floor(seq.numComputed / this.blockSize);
+    const full = Math.floor(numComputed / this.blockSize);
     let prev = '';
     for (let b = 0; b < full; b++) {
       const blk = this.blocks[seq.blockTable[b]!]!;
@@ -161,9 +173,14 @@ export class BlockManager {
       if (blk.refCount <= 0) throw new Error(`double free of block ${blk.id}`);
       blk.refCount--;
       if (blk.refCount === 0) {
-        // A block that never became a cache entry holds nothing reusable.
-        if (!blk.hash) blk.tokens = [];
-        this.free.set(blk.id, true);
+        if (blk.hash && this.byHash.get(blk.hash) === blk.id) {
+          this.cachedFree.set(blk.id, true);
+        } else {
+          // Never a cache entry, or a duplicate of one another block serves: nothing reusable.
+          blk.hash = '';
+          blk.tokens = [];
+          this.empty.push(blk.id);
+        }
       }
     }
     seq.blockTable = [];
@@ -171,10 +188,13 @@ export class BlockManager {
   }
 
   private takeFresh(): number {
-    const next = this.free.keys().next();
-    if (next.done) throw new Error('out of KV blocks');
-    const id = next.value;
-    this.free.delete(id);
+    let id = this.empty.pop();
+    if (id === undefined) {
+      const lru = this.cachedFree.keys().next();
+      if (lru.done) throw new Error('out of KV blocks');
+      id = lru.value;
+      this.cachedFree.delete(id);
+    }
     const blk = this.blocks[id]!;
     if (blk.hash && this.byHash.get(blk.hash) === id) this.byHash.delete(blk.hash);
     blk.hash = '';

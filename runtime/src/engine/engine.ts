@@ -4,14 +4,14 @@
  * events. Knows nothing of HTTP.
  */
 import type { LoadedModel } from '../model/load.ts';
-import type { BackendInfo, EngineOptions, NativeEngine } from '../native/index.ts';
+import type { BackendInfo, EngineOptions, NativeEngine, StepResult } from '../native/index.ts';
 import { AsyncQueue } from './async-queue.ts';
 import { buildBatch } from './batch.ts';
 import { BlockManager } from './block-manager.ts';
 import { OutputProcessor } from './output-processor.ts';
 import type { SamplingParams } from './sampling-params.ts';
 import { Scheduler } from './scheduler.ts';
-import { type FinishReason, Sequence } from './sequence.ts';
+import { type FinishReason, placeholder, Sequence } from './sequence.ts';
 
 export interface TokenLogprob {
   token: number;
@@ -43,11 +43,17 @@ export interface GenerateRequest {
 /** Timing of one finished sequence, for metrics. Times in seconds since an arbitrary origin. */
 export interface FinishedSequenceStats {
   arrival: number;
+  /** first admitted into a step (queue time = scheduled - arrival) */
+  scheduled: number | undefined;
   firstToken: number | undefined;
   finished: number;
   tokenTimes: number[];
   promptTokens: number;
   completionTokens: number;
+  /** prompt tokens served from the prefix cache at its last admission */
+  cachedTokens: number;
+  /** times it was preempted and recomputed */
+  preemptions: number;
   reason: FinishReason;
 }
 
@@ -61,6 +67,29 @@ export interface EngineConfig {
   maxNumSeqs: number;
   maxNumBatchedTokens: number;
   enablePrefixCaching: boolean;
+  /** prepare and queue step k+1 while step k runs (default true) */
+  asyncScheduling?: boolean;
+}
+
+/** One sequence's part in a submitted step. */
+interface StepEntry {
+  seq: Sequence;
+  /** the sequence's epoch at submission: a mismatch later means the work is void */
+  epoch: number;
+  /** tokens with K/V in the cache once this step is done */
+  computedAfter: number;
+  /** logit row, or -1 when this step samples nothing for it (a prefill chunk short of the prompt's end) */
+  row: number;
+  /** where the sampled token goes in seq.tokens (a placeholder until the result is back) */
+  tokenIndex: number;
+}
+
+interface SubmittedStep {
+  result: Promise<StepResult>;
+  entries: StepEntry[];
+  numTokens: number;
+  numTopLogprobs: number;
+  submittedAt: number;
 }
 
 interface SeqState {
@@ -70,6 +99,7 @@ interface SeqState {
   queue: AsyncQueue<SequenceEvent>;
   request: RequestState;
   arrival: number;
+  scheduled: number | undefined;
   firstToken: number | undefined;
   tokenTimes: number[];
 }
@@ -100,8 +130,20 @@ export class Engine {
   private looping = false;
   private fatal: Error | undefined;
   private observer: EngineObserver = {};
-  /** cumulative counters for metrics */
-  readonly counters = { promptTokens: 0, generationTokens: 0, steps: 0 };
+  /** cumulative counters: for metrics, and to show what the pipeline does */
+  readonly counters = {
+    promptTokens: 0,
+    generationTokens: 0,
+    steps: 0,
+    /** steps submitted while the previous one was still unprocessed (prepared during it) */
+    pipelinedSteps: 0,
+    /** tokens sampled for sequences that had finished or been preempted meanwhile, thrown away */
+    discardedTokens: 0,
+  };
+  private lastStepEnd = 0;
+  private failureListeners: ((e: Error) => void)[] = [];
+  /** finished sequences whose blocks wait for their last submitted step */
+  private readonly awaitingRelease = new Set<Sequence>();
   private idleWaiters: (() => void)[] = [];
 
   private constructor(native: NativeEngine, model: LoadedModel, info: BackendInfo, config: EngineConfig) {
@@ -132,10 +174,14 @@ export class Engine {
       throw new EngineError((e as Error).message);
     }
     const capacity = info.numBlocks * info.blockSize;
-    const maxModelLen = Math.min(
-      config.maxModelLen ?? model.config.maxPositionEmbeddings,
-      model.config.maxPositionEmbeddings,
-    );
+    const modelMax = model.config.maxPositionEmbeddings;
+    if (config.maxModelLen !== undefined && config.maxModelLen > modelMax) {
+      native.close();
+      throw new EngineError(
+        `--max-model-len ${config.maxModelLen} is longer than the model's context (${modelMax} positions in its config)`,
+      );
+    }
+    const maxModelLen = config.maxModelLen ?? modelMax;
     if (capacity < maxModelLen && config.maxModelLen !== undefined) {
       native.close();
       throw new EngineError(
@@ -147,6 +193,18 @@ export class Engine {
 
   setObserver(o: EngineObserver): void {
     this.observer = o;
+  }
+
+  /** Calls `listener` once if the engine fails for good (a native step threw); every open request has
+   *  then already received an error event. */
+  onFailure(listener: (e: Error) => void): void {
+    if (this.fatal) queueMicrotask(() => listener(this.fatal!));
+    else this.failureListeners.push(listener);
+  }
+
+  /** Ends every request now (finish reason "abort"): used when a drain runs out of time. */
+  abortAll(): void {
+    for (const state of [...this.states.values()]) this.finishSeq(state, 'abort', undefined, true);
   }
 
   get failed(): Error | undefined {
@@ -165,13 +223,20 @@ export class Engine {
    *  Stopping iteration early aborts the request. */
   generate(req: GenerateRequest): AsyncIterableIterator<SequenceEvent> {
     if (this.fatal) throw new EngineError(`engine failed: ${this.fatal.message}`);
+    // The server checks these with friendlier messages; a request that breaks them would never finish.
+    if (req.prompt.length === 0) throw new RangeError('the prompt is empty');
+    if (req.prompt.length >= this.config.maxModelLen)
+      throw new RangeError(
+        `the prompt (${req.prompt.length} tokens) leaves no room below max model len ${this.config.maxModelLen}`,
+      );
+    if (!(req.params.maxTokens >= 1)) throw new RangeError('maxTokens must be at least 1');
     const n = req.n ?? 1;
     const request: RequestState = { seqs: [], open: n };
     const queue = new AsyncQueue<SequenceEvent>(() => this.abortRequest(request));
     const arrival = now();
     for (let i = 0; i < n; i++) {
       const baseSeed = req.params.seed ?? Math.floor(Math.random() * 2 ** 52);
-      const seq = new Sequence(this.nextSeqId++, req.prompt, req.params, baseSeed + i);
+      const seq = new Sequence(this.nextSeqId++, req.prompt, req.params, baseSeed + i, this.config.maxModelLen);
       const state: SeqState = {
         seq,
         index: i,
@@ -179,6 +244,7 @@ export class Engine {
         queue,
         request,
         arrival,
+        scheduled: undefined,
         firstToken: undefined,
         tokenTimes: [],
       };
@@ -190,9 +256,9 @@ export class Engine {
     return queue;
   }
 
-  /** Resolves when no request is waiting or running. */
+  /** Resolves when no request is waiting or running and no step is in flight. */
   idle(): Promise<void> {
-    if (!this.scheduler.hasWork) return Promise.resolve();
+    if (!this.looping && !this.scheduler.hasWork) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -212,26 +278,24 @@ export class Engine {
     void this.loop();
   }
 
+  /**
+   * The loop keeps the native engine busy: step k+1 is scheduled, built and queued on the native engine
+   * (which runs steps in order) before step k's result is awaited, with placeholders for the tokens
+   * step k samples. While step k+1 runs, step k's tokens are processed and step k+2 is prepared.
+   */
   private async loop(): Promise<void> {
+    let inFlight: SubmittedStep | undefined;
     try {
-      while (this.scheduler.hasWork) {
-        const plan = this.scheduler.schedule();
-        if (plan.scheduled.length === 0) {
-          throw new EngineError('scheduler made no progress: a waiting request cannot fit the KV cache');
+      const pipelined = this.config.asyncScheduling !== false;
+      for (;;) {
+        const next = inFlight && !pipelined ? undefined : this.submitNext(inFlight !== undefined);
+        if (!inFlight && !next) {
+          if (this.scheduler.hasWork)
+            throw new EngineError('scheduler made no progress: a waiting request cannot fit the KV cache');
+          break;
         }
-        const { batch, sampled } = buildBatch(plan.scheduled, this.info.blockSize);
-        const t0 = now();
-        const result = await this.native.step(batch);
-        const t1 = now();
-        this.counters.steps++;
-        this.observer.onStep?.({ numTokens: plan.numTokens, numSeqs: plan.scheduled.length, seconds: t1 - t0 });
-        for (const s of plan.scheduled) {
-          // A sequence aborted while the step ran has already returned its blocks.
-          if (s.seq.isFinished) continue;
-          s.seq.numComputed += s.numTokens;
-          this.blocks.cacheComputedBlocks(s.seq);
-        }
-        for (const [r, s] of sampled.entries()) this.acceptToken(s.seq, result, r, batch.numTopLogprobs ?? 0, t1);
+        if (inFlight) this.process(inFlight, await inFlight.result);
+        inFlight = next;
       }
     } catch (e) {
       this.fail(e as Error);
@@ -243,17 +307,79 @@ export class Engine {
     }
   }
 
-  private acceptToken(
-    seq: Sequence,
-    result: { tokens: Int32Array; logprobs: Float32Array; topIds: Int32Array; topLogprobs: Float32Array },
-    r: number,
-    k: number,
-    t: number,
-  ): void {
+  /** Schedules and submits the next step; undefined when there is nothing to run now. */
+  private submitNext(overlapping: boolean): SubmittedStep | undefined {
+    if (!this.scheduler.hasWork) return undefined;
+    const plan = this.scheduler.schedule();
+    if (plan.scheduled.length === 0) return undefined;
+    const { batch } = buildBatch(plan.scheduled, this.info.blockSize);
+    const entries: StepEntry[] = [];
+    let row = 0;
+    const t = now();
+    for (const s of plan.scheduled) {
+      const { seq } = s;
+      const state = this.states.get(seq.id);
+      if (state && state.scheduled === undefined) state.scheduled = t;
+      seq.numComputed += s.numTokens;
+      seq.inFlight++;
+      const entry: StepEntry = { seq, epoch: seq.epoch, computedAfter: seq.numComputed, row: -1, tokenIndex: -1 };
+      if (s.samples) {
+        entry.row = row;
+        entry.tokenIndex = seq.tokens.length;
+        // the next step reads this as "what row `row` of the previous step sampled"
+        seq.tokens.push(placeholder(row++));
+      }
+      entries.push(entry);
+    }
+    const result = this.native.step(batch);
+    // Rejections are handled where the result is awaited; a step queued behind a failed one must not
+    // count as an unhandled rejection meanwhile.
+    result.catch(() => {});
+    this.counters.steps++;
+    if (overlapping) this.counters.pipelinedSteps++;
+    return {
+      result,
+      entries,
+      numTokens: plan.numTokens,
+      numTopLogprobs: batch.numTopLogprobs ?? 0,
+      submittedAt: t,
+    };
+  }
+
+  /** Takes in a finished step: registers computed blocks, accepts sampled tokens, frees what is done. */
+  private process(step: SubmittedStep, result: StepResult): void {
+    const t = now();
+    this.observer.onStep?.({
+      numTokens: step.numTokens,
+      numSeqs: step.entries.length,
+      seconds: t - Math.max(step.submittedAt, this.lastStepEnd),
+    });
+    this.lastStepEnd = t;
+    for (const e of step.entries) {
+      const { seq } = e;
+      seq.inFlight--;
+      if (e.epoch !== seq.epoch) {
+        // preempted or finished since: the work is void (a finished sequence's extra token is dropped)
+        if (e.row >= 0) this.counters.discardedTokens++;
+      } else {
+        this.blocks.cacheComputedBlocks(seq, e.computedAfter);
+        if (e.row >= 0) this.acceptToken(seq, e, result, step.numTopLogprobs, t);
+      }
+      if (seq.isFinished && seq.inFlight === 0) this.releaseBlocks(seq);
+    }
+  }
+
+  private releaseBlocks(seq: Sequence): void {
+    this.awaitingRelease.delete(seq);
+    if (seq.blockTable.length > 0) this.blocks.release(seq);
+  }
+
+  private acceptToken(seq: Sequence, e: StepEntry, result: StepResult, k: number, t: number): void {
     const state = this.states.get(seq.id);
-    if (!state || seq.isFinished) return;
+    if (!state) return;
+    const r = e.row;
     const token = result.tokens[r]!;
-    seq.tokens.push(token);
+    seq.tokens[e.tokenIndex] = token;
     this.counters.generationTokens++;
     if (state.firstToken === undefined) {
       state.firstToken = t;
@@ -268,7 +394,7 @@ export class Engine {
         top.push({ token: result.topIds[r * k + j]!, logprob: result.topLogprobs[r * k + j]! });
       logprobs = [{ token, logprob: result.logprobs[r]!, top }];
     }
-    const outcome = state.out.push(token, seq.numTokens >= this.config.maxModelLen);
+    const outcome = state.out.push(token, e.tokenIndex + 1 >= this.config.maxModelLen);
     if (outcome.finished) {
       this.finishSeq(state, outcome.finishReason ?? 'stop', outcome.stopReason, true, {
         tokenIds: [token],
@@ -290,16 +416,24 @@ export class Engine {
     const { seq } = state;
     seq.status = 'finished';
     seq.finishReason = reason;
-    this.scheduler.remove(seq);
+    seq.epoch++;
+    seq.dropPending();
+    this.scheduler.detach(seq);
+    // A submitted step may still write its blocks: they return once the last such step is processed.
+    if (seq.inFlight === 0) this.releaseBlocks(seq);
+    else this.awaitingRelease.add(seq);
     this.states.delete(seq.id);
     const end = now();
     this.observer.onSequenceFinished?.({
       arrival: state.arrival,
+      scheduled: state.scheduled,
       firstToken: state.firstToken,
       finished: end,
       tokenTimes: state.tokenTimes,
       promptTokens: seq.numPromptTokens,
       completionTokens: seq.numOutputTokens,
+      cachedTokens: seq.numCachedTokens,
+      preemptions: seq.preemptions,
       reason,
     });
     if (emit) {
@@ -324,7 +458,10 @@ export class Engine {
 
   private fail(e: Error): void {
     this.fatal = e;
+    // No step will be processed any more: nothing can write the blocks now.
+    for (const seq of [...this.awaitingRelease]) this.releaseBlocks(seq);
     for (const state of [...this.states.values()]) {
+      state.seq.inFlight = 0;
       state.queue.push({
         index: state.index,
         tokenIds: [],
@@ -335,5 +472,8 @@ export class Engine {
       });
       this.finishSeq(state, 'error', undefined, false);
     }
+    const listeners = this.failureListeners;
+    this.failureListeners = [];
+    for (const l of listeners) l(e);
   }
 }

@@ -3,6 +3,12 @@
  * prefill chunks, oldest first), then waiting ones in arrival order while blocks, sequence slots and
  * budget last. When a running sequence needs a block and none is free, the most recently admitted
  * running sequence is preempted: its blocks return and its tokens are recomputed later.
+ *
+ * The engine may call schedule() while the previous step is still running: sequences then already
+ * count that step's tokens as computed and carry a placeholder for the token it samples. A sequence
+ * whose pending token is its last (by length) is not scheduled again. A victim's blocks may go to
+ * another sequence in this very step although the running step still writes the victim's K/V: the
+ * native engine runs steps in submission order, so those writes land before the new owner's.
  */
 import type { BlockManager } from './block-manager.ts';
 import type { Sequence } from './sequence.ts';
@@ -58,7 +64,7 @@ export class Scheduler {
 
     for (let i = 0; i < this.running.length && budget > 0; ) {
       const seq = this.running[i]!;
-      const n = Math.min(seq.numUncomputed, budget, chunkCap);
+      const n = seq.reachedLength ? 0 : Math.min(seq.numUncomputed, budget, chunkCap);
       if (n <= 0) {
         i++;
         continue;
@@ -101,17 +107,24 @@ export class Scheduler {
 
   /** Drops a sequence from the running or waiting list (finish or abort) and returns its blocks. */
   remove(seq: Sequence): void {
+    this.detach(seq);
+    if (seq.blockTable.length > 0) this.blocks.release(seq);
+  }
+
+  /** Drops a sequence from the lists but leaves its blocks to the caller (a step may still write them). */
+  detach(seq: Sequence): void {
     const r = this.running.indexOf(seq);
     if (r >= 0) this.running.splice(r, 1);
     const w = this.waiting.indexOf(seq);
     if (w >= 0) this.waiting.splice(w, 1);
-    if (seq.blockTable.length > 0) this.blocks.release(seq);
   }
 
   private preempt(seq: Sequence): void {
     const r = this.running.indexOf(seq);
     if (r >= 0) this.running.splice(r, 1);
     this.blocks.release(seq);
+    seq.dropPending();
+    seq.epoch++;
     seq.status = 'waiting';
     seq.preemptions++;
     this.numPreemptions++;

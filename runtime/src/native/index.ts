@@ -115,5 +115,35 @@ export function loadNative(): NativeModule {
 }
 
 export function createNativeEngine(): NativeEngine {
-  return new (loadNative().Engine)();
+  const engine = new (loadNative().Engine)();
+  const fault = parseFaultInjection(process.env.PAGODA_FAULT_INJECT);
+  return fault ? withFault(engine, fault) : engine;
+}
+
+/**
+ * Fault injection for tests of the failure path (a fatal engine error must give callers a 500 and
+ * make the process exit non-zero). PAGODA_FAULT_INJECT=step-error-after:N lets N native steps
+ * succeed (warm-up included) and fails every later one as a backend error would.
+ */
+export interface FaultInjection {
+  stepErrorAfter: number;
+}
+
+export function parseFaultInjection(value: string | undefined): FaultInjection | undefined {
+  if (value === undefined || value === '') return undefined;
+  const m = /^step-error-after:(\d+)$/.exec(value.trim());
+  if (!m) throw new Error(`PAGODA_FAULT_INJECT must be step-error-after:N, got ${JSON.stringify(value)}`);
+  return { stepErrorAfter: Number(m[1]) };
+}
+
+function withFault(engine: NativeEngine, fault: FaultInjection): NativeEngine {
+  let steps = 0;
+  return {
+    load: (spec) => engine.load(spec),
+    step: (batch) =>
+      ++steps > fault.stepErrorAfter
+        ? Promise.reject(new Error(`injected fault: native step ${steps} failed (PAGODA_FAULT_INJECT)`))
+        : engine.step(batch),
+    close: () => engine.close(),
+  };
 }

@@ -10,25 +10,23 @@ import type { ServerContext } from './context.ts';
 import { ApiError, errorBody } from './errors.ts';
 import { registerHealth } from './health.ts';
 import { registerTokenize } from './tokenize.ts';
+import { describeValidationError, type SchemaError } from './validation.ts';
 
 const PROTECTED = /^\/(v1\/|tokenize|detokenize)/;
 
-function toApiError(e: FastifyError | ApiError | Error): ApiError {
+function toApiError(e: FastifyError | ApiError | Error, bodyLimit: number): ApiError {
   if (e instanceof ApiError) return e;
   const fe = e as FastifyError;
   if (fe.validation) {
-    const first = fe.validation[0];
-    const where = first?.instancePath ? first.instancePath.replace(/^\//, '').replaceAll('/', '.') : null;
-    return new ApiError(400, `Invalid request: ${where ? `${where} ` : ''}${first?.message ?? fe.message}`, {
-      param: where,
-    });
+    const { message, param } = describeValidationError(fe.validation as unknown as SchemaError[]);
+    return new ApiError(400, message, { param });
   }
   switch (fe.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new ApiError(400, `Invalid JSON body: ${fe.message}`);
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new ApiError(413, 'Request body is too large.', { code: 'request_too_large' });
+      return new ApiError(413, `Request body is too large (limit ${bodyLimit} bytes).`, { code: 'request_too_large' });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new ApiError(415, 'Unsupported content type: send application/json.');
   }
@@ -46,9 +44,11 @@ export function buildApp(ctx: ServerContext): FastifyInstance {
     ajv: undefined,
   });
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  // Only JSON bodies: anything else is a 415, not a confusing "body must be an object".
+  app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((err, request, reply) => {
-    const api = toApiError(err as Error);
+    const api = toApiError(err as Error, ctx.config.maxRequestBytes);
     if (api.status >= 500) request.log.error(err);
     ctx.metrics.countHttpError(api.status);
     if (reply.sent || reply.raw.headersSent) return;

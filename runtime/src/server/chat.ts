@@ -7,6 +7,7 @@ import {
   checkAdmission,
   checkModel,
   checkPromptTokens,
+  checkStreamOptions,
   collect,
   nowSeconds,
   onClientGone,
@@ -42,6 +43,7 @@ export function registerChat(app: FastifyInstance, ctx: ServerContext): void {
   app.post('/v1/chat/completions', { schema: { body: ChatCompletionRequest } }, async (request, reply) => {
     const body = request.body as ChatCompletionRequest;
     checkModel(ctx, body.model);
+    checkStreamOptions(body);
     if (body.tools && body.tools.length > 0) throw badRequest('Tool calling is not supported by this server.', 'tools');
     const format = body.response_format?.type;
     if (format !== undefined && format !== 'text')
@@ -81,8 +83,10 @@ export function registerChat(app: FastifyInstance, ctx: ServerContext): void {
             logprobs: logprobs === undefined ? null : chatLogprobs(tok, c.logprobs),
             finish_reason: c.finishReason,
             stop_reason: c.stopReason,
+            ...(body.return_token_ids ? { token_ids: c.tokenIds } : {}),
           })),
           usage: usageOf(choices, [prompt.length * n]),
+          ...(body.return_token_ids ? { prompt_token_ids: prompt } : {}),
         };
       }
       const includeUsage = body.stream_options?.include_usage === true;
@@ -112,10 +116,15 @@ export function registerChat(app: FastifyInstance, ctx: ServerContext): void {
         }
         completionTokens += ev.tokenIds.length;
         const lp = logprobs === undefined || !ev.logprobs ? null : chatLogprobs(tok, ev.logprobs);
-        if (ev.textDelta !== '' || lp) {
-          await sse.send(
-            chunk([{ index: ev.index, delta: { content: ev.textDelta }, logprobs: lp, finish_reason: null }]),
-          );
+        if (ev.textDelta !== '' || lp || (body.return_token_ids && ev.tokenIds.length > 0)) {
+          const choice: Record<string, unknown> = {
+            index: ev.index,
+            delta: { content: ev.textDelta },
+            logprobs: lp,
+            finish_reason: null,
+          };
+          if (body.return_token_ids) choice.token_ids = ev.tokenIds;
+          await sse.send(chunk([choice]));
         }
         if (ev.finished) {
           await sse.send(

@@ -7,6 +7,7 @@ import {
   checkAdmission,
   checkModel,
   checkPromptTokens,
+  checkStreamOptions,
   collect,
   nowSeconds,
   onClientGone,
@@ -32,6 +33,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
   app.post('/v1/completions', { schema: { body: CompletionRequest } }, async (request, reply) => {
     const body = request.body as CompletionRequest;
     checkModel(ctx, body.model);
+    checkStreamOptions(body);
     if (body.suffix) throw badRequest('suffix is not supported.', 'suffix');
     const n = body.n ?? 1;
     if (body.best_of !== undefined && body.best_of !== null && body.best_of !== n) {
@@ -48,7 +50,13 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const echoText = prompts.map((p) => (body.echo ? tok.decode(p, { skipSpecial: false }) : ''));
     const id = randomId('cmpl');
     const created = nowSeconds();
-    const streams = prompts.map((prompt, i) => ctx.engine.generate({ prompt, params: params[i]!, n }));
+    const streams: AsyncIterableIterator<SequenceEvent>[] = [];
+    try {
+      for (const [i, prompt] of prompts.entries()) streams.push(ctx.engine.generate({ prompt, params: params[i]!, n }));
+    } catch (e) {
+      for (const s of streams) void s.return?.();
+      throw e;
+    }
     ctx.lifecycle.begin();
     onClientGone(reply, () => {
       for (const s of streams) void s.return?.();
@@ -63,6 +71,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
             logprobs: logprobs === undefined ? null : completionLogprobs(tok, c.logprobs, echoText[p]!.length),
             finish_reason: c.finishReason,
             stop_reason: c.stopReason,
+            ...(body.return_token_ids ? { prompt_token_ids: prompts[p], token_ids: c.tokenIds } : {}),
           })),
         );
         return {
@@ -101,7 +110,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
             const lp =
               logprobs === undefined || !ev.logprobs ? null : completionLogprobs(tok, ev.logprobs, offsets[p]!);
             offsets[p]! += text.length;
-            if (text === '' && !ev.finished && !lp) continue;
+            if (text === '' && !ev.finished && !lp && !body.return_token_ids) continue;
             await sse.send(
               chunk([
                 {
@@ -110,6 +119,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
                   logprobs: lp,
                   finish_reason: ev.finished ? (ev.finishReason ?? 'stop') : null,
                   stop_reason: ev.finished ? (ev.stopReason ?? null) : null,
+                  ...(body.return_token_ids ? { token_ids: ev.tokenIds } : {}),
                 },
               ]),
             );

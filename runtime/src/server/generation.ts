@@ -29,6 +29,12 @@ export interface CommonFields {
   logit_bias?: Record<string, number> | null | undefined;
 }
 
+/** stream_options only means something for a stream (as OpenAI and vLLM say). */
+export function checkStreamOptions(body: { stream?: boolean | null; stream_options?: unknown }): void {
+  if (body.stream_options != null && body.stream !== true)
+    throw badRequest('stream_options can only be set when stream is true.', 'stream_options');
+}
+
 export function checkModel(ctx: ServerContext, requested: string | null | undefined): void {
   if (requested === undefined || requested === null || requested === '' || requested === ctx.modelName) return;
   throw new ApiError(404, `The model \`${requested}\` does not exist. This server serves \`${ctx.modelName}\`.`, {
@@ -209,6 +215,7 @@ export class SseWriter {
     };
     reply.raw.on('close', close);
     request.raw.on('aborted', close);
+    if (clientGone(reply)) queueMicrotask(close);
   }
 
   async send(data: unknown): Promise<void> {
@@ -231,11 +238,23 @@ export class SseWriter {
   }
 }
 
-/** Calls `fn` if the client disconnects before the response is complete. */
+/** Whether the client's connection is already gone (it may leave while its body is read or validated,
+ *  before any close listener exists). */
+export function clientGone(reply: FastifyReply): boolean {
+  const socket = reply.raw.socket;
+  return !socket || socket.destroyed;
+}
+
+/** Calls `fn` once if the client disconnects before the response is complete, including before now. */
 export function onClientGone(reply: FastifyReply, fn: () => void): void {
-  reply.raw.on('close', () => {
-    if (!reply.raw.writableFinished) fn();
-  });
+  let fired = false;
+  const gone = () => {
+    if (fired || reply.raw.writableFinished) return;
+    fired = true;
+    fn();
+  };
+  reply.raw.on('close', gone);
+  if (clientGone(reply)) queueMicrotask(gone);
 }
 
 export const nowSeconds = () => Math.floor(Date.now() / 1000);

@@ -43,6 +43,8 @@ const SamplingFields = {
   skip_special_tokens: T.Optional(Nullable(T.Boolean())),
   user: T.Optional(Nullable(T.String({ maxLength: 1024 }))),
   logit_bias: T.Optional(Nullable(T.Record(T.String(), T.Number()))),
+  /** vLLM extension: token ids next to the text (prompt_token_ids and per-choice token_ids) */
+  return_token_ids: T.Optional(Nullable(T.Boolean())),
 };
 
 const TokenIds = T.Array(T.Integer({ minimum: 0 }), { minItems: 1, maxItems: 1_000_000 });
@@ -99,18 +101,14 @@ export const ChatCompletionRequest = T.Object(
 );
 export type ChatCompletionRequest = Static<typeof ChatCompletionRequest>;
 
-export const TokenizeRequest = T.Union([
-  T.Object({
-    model: T.Optional(Nullable(T.String())),
-    prompt: T.String(),
-    add_special_tokens: T.Optional(T.Boolean()),
-  }),
-  T.Object({
-    model: T.Optional(Nullable(T.String())),
-    messages: T.Array(Message, { minItems: 1, maxItems: 4096 }),
-    add_generation_prompt: T.Optional(T.Boolean()),
-  }),
-]);
+/** Either `prompt` or `messages` (checked by the route, which can say so plainly). */
+export const TokenizeRequest = T.Object({
+  model: T.Optional(Nullable(T.String())),
+  prompt: T.Optional(T.String()),
+  add_special_tokens: T.Optional(T.Boolean()),
+  messages: T.Optional(T.Array(Message, { minItems: 1, maxItems: 4096 })),
+  add_generation_prompt: T.Optional(T.Boolean()),
+});
 export type TokenizeRequest = Static<typeof TokenizeRequest>;
 
 export const DetokenizeRequest = T.Object({

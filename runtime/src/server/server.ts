@@ -1,7 +1,9 @@
 /**
- * `pagoda serve`: listen, report readiness, and shut down cleanly. SIGTERM/SIGINT → not ready at once,
- * new requests 503, in-flight ones finish up to the drain timeout, exit 0. A fatal engine error → exit 1
- * so the pod restarts.
+ * `pagoda serve`: listen, report readiness, and shut down cleanly.
+ * - SIGTERM/SIGINT: /health/ready turns 503 at once and new requests get 503; in-flight requests finish
+ *   until the drain timeout, after which their connections are cut; then exit 0.
+ * - A fatal engine error: every in-flight request gets its 500 (or an error event on a stream),
+ *   /health turns 500, and the process exits 1 so the pod restarts.
  */
 import type { RuntimeConfig } from '../config.ts';
 import { startEngine } from '../runtime.ts';
@@ -9,10 +11,21 @@ import { buildApp } from './app.ts';
 import { Lifecycle } from './lifecycle.ts';
 import { RuntimeMetrics } from './metrics.ts';
 
+/** How long a failed server keeps answering (so callers read their 500s) before it exits. */
+const FAILED_EXIT_DELAY_MS = 1000;
+
 export async function serve(cfg: RuntimeConfig, log: (msg: string) => void): Promise<void> {
+  const lifecycle = new Lifecycle();
+  // A signal while the model loads: nothing to drain.
+  const early = (signal: string) => {
+    log(`${signal} while starting: exiting`);
+    process.exit(0);
+  };
+  process.once('SIGTERM', early);
+  process.once('SIGINT', early);
+
   const started = await startEngine(cfg, log);
   const { engine } = started;
-  const lifecycle = new Lifecycle();
   const metrics = new RuntimeMetrics(engine, started.servedModelName);
   const app = buildApp({ engine, modelName: started.servedModelName, config: cfg, lifecycle, metrics });
   const info = engine.info;
@@ -25,8 +38,8 @@ export async function serve(cfg: RuntimeConfig, log: (msg: string) => void): Pro
   await app.listen({ host: cfg.host, port: cfg.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : cfg.port;
-  lifecycle.phase = 'ready';
-  log(`ready: http://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${port}/v1`);
+  process.off('SIGTERM', early);
+  process.off('SIGINT', early);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -34,7 +47,11 @@ export async function serve(cfg: RuntimeConfig, log: (msg: string) => void): Pro
     stopping = true;
     log(`${signal}: draining ${lifecycle.requestsInFlight} in-flight request(s), up to ${cfg.drainTimeout} s`);
     const drained = await lifecycle.drain(cfg.drainTimeout * 1000);
-    if (!drained) log('drain timeout reached; closing with requests still running');
+    if (!drained) {
+      log(`drain timeout: cutting ${lifecycle.requestsInFlight} request(s) still running`);
+      engine.abortAll();
+      app.server.closeAllConnections();
+    }
     await app.close();
     engine.close();
     log('stopped');
@@ -43,15 +60,13 @@ export async function serve(cfg: RuntimeConfig, log: (msg: string) => void): Pro
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 
-  const watchdog = setInterval(() => {
-    const err = engine.failed;
-    if (!err) return;
-    clearInterval(watchdog);
+  engine.onFailure((err) => {
     lifecycle.phase = 'failed';
     lifecycle.failure = err.message;
-    log(`fatal engine error: ${err.message}`);
-    // Let the callers get their 500 responses, then exit non-zero so the pod restarts.
-    setTimeout(() => process.exit(1), 200).unref();
-  }, 100);
-  watchdog.unref();
+    log(`fatal engine error: ${err.message}; exiting so the pod restarts`);
+    setTimeout(() => process.exit(1), FAILED_EXIT_DELAY_MS);
+  });
+
+  lifecycle.phase = 'ready';
+  log(`ready: http://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${port}/v1`);
 }

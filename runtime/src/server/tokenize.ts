@@ -11,10 +11,11 @@ export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void
   app.post('/tokenize', { schema: { body: TokenizeRequest } }, async (request) => {
     const body = request.body as TokenizeRequest;
     checkModel(ctx, body.model);
-    const tokens =
-      'messages' in body
-        ? renderChat(ctx, body.messages, body.add_generation_prompt ?? true)
-        : tok.encode(body.prompt, { addBos: body.add_special_tokens ?? tok.info.addBos });
+    if ((body.prompt === undefined) === (body.messages === undefined))
+      throw badRequest('Send exactly one of `prompt` (a string) or `messages` (a chat).', 'prompt');
+    const tokens = body.messages
+      ? renderChat(ctx, body.messages, body.add_generation_prompt ?? true)
+      : tok.encode(body.prompt ?? '', { addBos: body.add_special_tokens ?? tok.info.addBos });
     return { count: tokens.length, max_model_len: ctx.engine.config.maxModelLen, tokens };
   });
   app.post('/detokenize', { schema: { body: DetokenizeRequest } }, async (request) => {
