@@ -41,6 +41,12 @@ Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
   o.Set("total", static_cast<double>(total_b));
   return o;
 }
+// gpuCount() → number   [sync] CUDA devices visible to this process (0 when none or no driver).
+Napi::Value GpuCount(const Napi::CallbackInfo& info) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
+  return Napi::Number::New(info.Env(), n);
+}
 #endif
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -50,6 +56,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #ifdef PAGODA_WITH_CUDA
   exports.Set("cuda", Napi::Boolean::New(env, true));
   exports.Set("deviceMemory", Napi::Function::New(env, DeviceMemory, "deviceMemory"));
+  exports.Set("gpuCount", Napi::Function::New(env, GpuCount, "gpuCount"));
 #else
   exports.Set("cuda", Napi::Boolean::New(env, false));
 #endif

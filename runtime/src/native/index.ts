@@ -82,6 +82,8 @@ export interface DeviceMemory {
 }
 
 interface NativeModule {
+  /** CUDA devices visible (CUDA builds only; 0 without a GPU or driver). */
+  gpuCount?: () => number;
   /** GPU memory of device 0 (CUDA builds only). */
   deviceMemory?: () => DeviceMemory;
   Engine: new () => NativeEngine;
@@ -112,6 +114,16 @@ export function loadNative(): NativeModule {
     );
   }
   return cached;
+}
+
+/** Whether `--device auto` should pick CUDA: a CUDA build and at least one visible GPU. */
+export function cudaUsable(): boolean {
+  try {
+    const m = loadNative();
+    return m.cuda && (m.gpuCount?.() ?? 0) > 0;
+  } catch {
+    return false;
+  }
 }
 
 export function createNativeEngine(): NativeEngine {
