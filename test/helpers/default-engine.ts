@@ -8,8 +8,16 @@ export async function defaultModelPath(): Promise<string> {
   return ensureDefaultModel();
 }
 
+/**
+ * Engine flags every test starts from (a test's own flags come later and win). One CPU worker thread:
+ * the CPU backend splits each parallel loop evenly across its threads, so with one thread per core a
+ * step stalls whenever anything else runs on the machine — a test's own client, a CI neighbour — and
+ * throughput can drop twentyfold; one thread keeps test times steady.
+ */
+export const TEST_ENGINE_ARGS = ['--device', 'cpu', '--threads', '1'];
+
 export async function startDefaultEngine(extraArgs: string[] = []): Promise<Engine> {
-  const cfg = parseServeArgs(['--model', await defaultModelPath(), '--device', 'cpu', ...extraArgs], {});
+  const cfg = parseServeArgs(['--model', await defaultModelPath(), ...TEST_ENGINE_ARGS, ...extraArgs], {});
   return (await startEngine(cfg)).engine;
 }
 

@@ -8,7 +8,7 @@ import { buildApp } from '../../runtime/src/server/app.ts';
 import { Lifecycle } from '../../runtime/src/server/lifecycle.ts';
 import { RuntimeMetrics } from '../../runtime/src/server/metrics.ts';
 import { CLI } from './cli.ts';
-import { defaultModelPath } from './default-engine.ts';
+import { defaultModelPath, TEST_ENGINE_ARGS } from './default-engine.ts';
 
 export interface TestServer {
   url: string;
@@ -20,7 +20,7 @@ export interface TestServer {
 }
 
 export async function startTestServer(args: string[] = []): Promise<TestServer> {
-  const config = parseServeArgs(['--model', await defaultModelPath(), '--device', 'cpu', '--port', '0', ...args], {});
+  const config = parseServeArgs(['--model', await defaultModelPath(), ...TEST_ENGINE_ARGS, '--port', '0', ...args], {});
   const started = await startEngine(config);
   const lifecycle = new Lifecycle();
   const metrics = new RuntimeMetrics(started.engine, 'SmolLM2-135M-Instruct');
@@ -52,7 +52,7 @@ export interface ServeProcess {
 
 /** Starts `pagoda serve` as users do and waits for its "ready" line. */
 export async function spawnServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], {
+  const child = spawn(process.execPath, [CLI, 'serve', ...TEST_ENGINE_ARGS, '--port', '0', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -73,7 +73,7 @@ describe('disconnects', () => {
 });
 
 describe('load', () => {
-  it('500 concurrent streaming requests, three rounds: no error, memory flat', async () => {
+  it('500 concurrent streaming requests, three rounds: no error, memory flat', { timeout: 420_000 }, async () => {
     const CONCURRENCY = 500;
     const MAX_TOKENS = 8;
     const rss: number[] = [];

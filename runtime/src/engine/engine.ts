@@ -1,96 +1,35 @@
 /**
- * The engine loop: schedule → run one native step → process the sampled tokens → repeat while there is
- * work. Requests come in as token ids with sampling parameters and go out as streams of per-sequence
- * events. Knows nothing of HTTP.
+ * The engine loop: schedule → submit a native step → process the sampled tokens → repeat while there is
+ * work, with the next step submitted before the current one's result is processed (async scheduling).
+ * Requests come in as token ids with sampling parameters and go out as streams of per-sequence events.
+ * Knows nothing of HTTP.
  */
 import type { LoadedModel } from '../model/load.ts';
 import type { BackendInfo, EngineOptions, NativeEngine, StepResult } from '../native/index.ts';
 import { AsyncQueue } from './async-queue.ts';
-import { buildBatch } from './batch.ts';
 import { BlockManager } from './block-manager.ts';
 import { OutputProcessor } from './output-processor.ts';
-import type { SamplingParams } from './sampling-params.ts';
 import { Scheduler } from './scheduler.ts';
-import { type FinishReason, placeholder, Sequence } from './sequence.ts';
+import { type FinishReason, Sequence } from './sequence.ts';
+import { type StepEntry, type SubmittedStep, sampledToken, submitStep } from './submitted-step.ts';
+import {
+  type EngineConfig,
+  EngineError,
+  type EngineObserver,
+  type GenerateRequest,
+  type SequenceEvent,
+  type TokenLogprob,
+} from './types.ts';
 
-export interface TokenLogprob {
-  token: number;
-  logprob: number;
-  top: { token: number; logprob: number }[];
-}
-
-/** One step's news for one sequence of a request. */
-export interface SequenceEvent {
-  /** which of the request's n sequences */
-  index: number;
-  tokenIds: number[];
-  textDelta: string;
-  logprobs: TokenLogprob[] | undefined;
-  finished: boolean;
-  finishReason?: FinishReason;
-  stopReason?: string | number;
-  /** set when finished */
-  usage?: { promptTokens: number; completionTokens: number; cachedTokens: number };
-}
-
-export interface GenerateRequest {
-  prompt: number[];
-  params: SamplingParams;
-  /** number of sequences (OpenAI `n`) */
-  n?: number;
-}
-
-/** Timing of one finished sequence, for metrics. Times in seconds since an arbitrary origin. */
-export interface FinishedSequenceStats {
-  arrival: number;
-  /** first admitted into a step (queue time = scheduled - arrival) */
-  scheduled: number | undefined;
-  firstToken: number | undefined;
-  finished: number;
-  tokenTimes: number[];
-  promptTokens: number;
-  completionTokens: number;
-  /** prompt tokens served from the prefix cache at its last admission */
-  cachedTokens: number;
-  /** times it was preempted and recomputed */
-  preemptions: number;
-  reason: FinishReason;
-}
-
-export interface EngineObserver {
-  onSequenceFinished?(s: FinishedSequenceStats): void;
-  onStep?(s: { numTokens: number; numSeqs: number; seconds: number }): void;
-}
-
-export interface EngineConfig {
-  maxModelLen: number;
-  maxNumSeqs: number;
-  maxNumBatchedTokens: number;
-  enablePrefixCaching: boolean;
-  /** prepare and queue step k+1 while step k runs (default true) */
-  asyncScheduling?: boolean;
-}
-
-/** One sequence's part in a submitted step. */
-interface StepEntry {
-  seq: Sequence;
-  /** the sequence's epoch at submission: a mismatch later means the work is void */
-  epoch: number;
-  /** tokens with K/V in the cache once this step is done */
-  computedAfter: number;
-  /** logit row, or -1 when this step samples nothing for it (a prefill chunk short of the prompt's end) */
-  row: number;
-  /** where the sampled token goes in seq.tokens (a placeholder until the result is back) */
-  tokenIndex: number;
-}
-
-interface SubmittedStep {
-  result: Promise<StepResult>;
-  entries: StepEntry[];
-  numTokens: number;
-  numTopLogprobs: number;
-  submittedAt: number;
-}
+export type {
+  EngineConfig,
+  EngineObserver,
+  FinishedSequenceStats,
+  GenerateRequest,
+  SequenceEvent,
+  TokenLogprob,
+} from './types.ts';
+export { EngineError } from './types.ts';
 
 interface SeqState {
   seq: Sequence;
@@ -107,13 +46,6 @@ interface SeqState {
 interface RequestState {
   seqs: SeqState[];
   open: number;
-}
-
-export class EngineError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'EngineError';
-  }
 }
 
 const now = () => performance.now() / 1000;
@@ -312,38 +244,14 @@ export class Engine {
     if (!this.scheduler.hasWork) return undefined;
     const plan = this.scheduler.schedule();
     if (plan.scheduled.length === 0) return undefined;
-    const { batch } = buildBatch(plan.scheduled, this.info.blockSize);
-    const entries: StepEntry[] = [];
-    let row = 0;
     const t = now();
     for (const s of plan.scheduled) {
-      const { seq } = s;
-      const state = this.states.get(seq.id);
+      const state = this.states.get(s.seq.id);
       if (state && state.scheduled === undefined) state.scheduled = t;
-      seq.numComputed += s.numTokens;
-      seq.inFlight++;
-      const entry: StepEntry = { seq, epoch: seq.epoch, computedAfter: seq.numComputed, row: -1, tokenIndex: -1 };
-      if (s.samples) {
-        entry.row = row;
-        entry.tokenIndex = seq.tokens.length;
-        // the next step reads this as "what row `row` of the previous step sampled"
-        seq.tokens.push(placeholder(row++));
-      }
-      entries.push(entry);
     }
-    const result = this.native.step(batch);
-    // Rejections are handled where the result is awaited; a step queued behind a failed one must not
-    // count as an unhandled rejection meanwhile.
-    result.catch(() => {});
     this.counters.steps++;
     if (overlapping) this.counters.pipelinedSteps++;
-    return {
-      result,
-      entries,
-      numTokens: plan.numTokens,
-      numTopLogprobs: batch.numTopLogprobs ?? 0,
-      submittedAt: t,
-    };
+    return submitStep(this.native, plan.scheduled, plan.numTokens, this.info.blockSize, t);
   }
 
   /** Takes in a finished step: registers computed blocks, accepts sampled tokens, frees what is done. */
@@ -377,8 +285,7 @@ export class Engine {
   private acceptToken(seq: Sequence, e: StepEntry, result: StepResult, k: number, t: number): void {
     const state = this.states.get(seq.id);
     if (!state) return;
-    const r = e.row;
-    const token = result.tokens[r]!;
+    const { token, logprobs } = sampledToken(e, result, k);
     seq.tokens[e.tokenIndex] = token;
     this.counters.generationTokens++;
     if (state.firstToken === undefined) {
@@ -386,14 +293,6 @@ export class Engine {
       this.counters.promptTokens += seq.numPromptTokens;
     }
     state.tokenTimes.push(t);
-    let logprobs: TokenLogprob[] | undefined;
-    const want = seq.params.logprobs;
-    if (want !== undefined) {
-      const top: { token: number; logprob: number }[] = [];
-      for (let j = 0; j < Math.min(want, k); j++)
-        top.push({ token: result.topIds[r * k + j]!, logprob: result.topLogprobs[r * k + j]! });
-      logprobs = [{ token, logprob: result.logprobs[r]!, top }];
-    }
     const outcome = state.out.push(token, e.tokenIndex + 1 >= this.config.maxModelLen);
     if (outcome.finished) {
       this.finishSeq(state, outcome.finishReason ?? 'stop', outcome.stopReason, true, {

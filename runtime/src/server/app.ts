@@ -37,7 +37,8 @@ function toApiError(e: FastifyError | ApiError | Error, bodyLimit: number): ApiE
 
 export function buildApp(ctx: ServerContext): FastifyInstance {
   const app = Fastify({
-    logger: ctx.config.logRequests ? { level: 'info' } : false,
+    // 5xx errors are always logged (their details never reach the client); requests only on demand
+    logger: { level: ctx.config.logRequests ? 'info' : 'error' },
     bodyLimit: ctx.config.maxRequestBytes,
     requestTimeout: 0,
     keepAliveTimeout: 65_000,
