@@ -54,7 +54,7 @@ function checkGo(): void {
 }
 
 /** A lock directory (mkdir is atomic), so two processes never build the same group at once. */
-async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   mkdirSync(join(path, '..'), { recursive: true });
   for (;;) {
     try {
@@ -130,12 +130,40 @@ async function buildGroup(group: ToolGroup, dir: string, log: Log): Promise<void
   });
 }
 
+/**
+ * kwok does nothing without Stage definitions (how nodes and pods change state). Its module ships the
+ * standard "fast" set as YAML; they are copied from the pinned module next to the kwok binary.
+ */
+const KWOK_STAGES = [
+  'kustomize/stage/node/fast/node-initialize.yaml',
+  'kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml',
+  'kustomize/stage/pod/fast/pod-ready.yaml',
+  'kustomize/stage/pod/fast/pod-complete.yaml',
+  'kustomize/stage/pod/fast/pod-delete.yaml',
+];
+
+function ensureKwokStages(dir: string): void {
+  const target = join(dir, 'stages.yaml');
+  if (existsSync(target)) return;
+  const r = spawnSync('go', ['list', '-m', '-f', '{{.Dir}}', 'sigs.k8s.io/kwok'], {
+    cwd: join(GO_DIR, 'kwok'),
+    env: goEnv(),
+    encoding: 'utf8',
+  });
+  const moduleDir = r.stdout.trim();
+  if (r.status !== 0 || !moduleDir) throw new Error(`cannot locate the kwok module: ${r.stderr}`);
+  const docs = KWOK_STAGES.map((f) => readFileSync(join(moduleDir, f), 'utf8').trim());
+  writeFileSync(`${target}.tmp`, `${docs.join('\n---\n')}\n`);
+  renameSync(`${target}.tmp`, target);
+}
+
 /** Builds whatever is missing from the cache and returns the path of every binary. */
 export async function ensureTools(log: Log = (m) => console.log(`cluster: ${m}`)): Promise<ToolPaths> {
   const paths: Record<string, string> = {};
   for (const group of TOOL_GROUPS) {
     const dir = groupDir(group);
     await buildGroup(group, dir, log);
+    if (group.module === 'kwok') ensureKwokStages(dir);
     for (const name of Object.keys(group.binaries)) paths[name] = join(dir, name);
   }
   return paths as ToolPaths;
