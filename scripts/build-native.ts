@@ -16,7 +16,9 @@ function have(cmd: string, args: string[]): boolean {
 
 export function buildNative(): void {
   if (!have('cmake', ['--version'])) {
-    throw new Error('cmake is not installed: install cmake >= 3.22 (e.g. apt-get install cmake) and run npm run build:native');
+    throw new Error(
+      'cmake is not installed: install cmake >= 3.22 (e.g. apt-get install cmake) and run npm run build:native',
+    );
   }
   if (!have('c++', ['--version']) && !have('g++', ['--version'])) {
     throw new Error('no C++ compiler found: install g++ >= 11 or clang >= 14 and run npm run build:native');

@@ -3,8 +3,9 @@
  * model into the cache. Each step says what it needs when it cannot run.
  *   PAGODA_SKIP_NATIVE=1  skip the native build      PAGODA_SKIP_MODEL=1  skip the model download
  */
-import { buildNative } from './build-native.ts';
+
 import { ensureDefaultModel } from '../runtime/src/model/default-model.ts';
+import { buildNative } from './build-native.ts';
 
 const [major] = process.versions.node.split('.').map(Number);
 if ((major ?? 0) < 22) {
