@@ -2,10 +2,8 @@
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
 
-export interface Probe {
-  /** Empty when fine, else what is wrong (served with status 503). */
-  (): string[];
-}
+/** Returns nothing when fine, else what is wrong (served with status 503). */
+export type Probe = () => string[];
 
 export function startHttpServer(opts: {
   host: string;

@@ -53,8 +53,9 @@ export class LeaderElector {
   private current: Lease | undefined;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
-  /** When this process last completed a round trip to the API server. */
+  /** When this process last completed a round trip to the API server (any answer counts). */
   lastContact = 0;
+  private answered = false;
 
   constructor(opts: LeaderElectionOptions) {
     this.o = opts;
@@ -86,6 +87,8 @@ export class LeaderElector {
         this.o.log?.('lease update failed', { error: String(e) });
         return 'failed';
       });
+      if (this.answered) this.lastContact = Date.now();
+      this.answered = false;
       if (this.stopped) break;
       const now = Date.now();
       if (outcome === 'held') {
@@ -125,8 +128,10 @@ export class LeaderElector {
     let lease: Lease;
     try {
       lease = await this.o.client.get<Lease>(this.leasePath());
+      this.answered = true;
     } catch (e) {
       if (!isNotFound(e)) throw e;
+      this.answered = true;
       const fresh: Lease = {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
@@ -141,14 +146,12 @@ export class LeaderElector {
       };
       try {
         this.current = await this.o.client.create<Lease>(collectionPath(RESOURCES.lease, this.o.namespace), fresh);
-        this.lastContact = Date.now();
         return 'held';
       } catch (err) {
         if (isConflict(err)) return 'failed'; // another candidate created it first
         throw err;
       }
     }
-    this.lastContact = Date.now();
     this.current = lease;
 
     const spec = lease.spec ?? {};
