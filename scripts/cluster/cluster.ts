@@ -32,6 +32,8 @@ export interface ClusterOptions {
 
 export const DEFAULT_OPTIONS: ClusterOptions = { nodes: 4, gpusPerNode: 8, product: 'NVIDIA-H100-80GB-HBM3' };
 export const NODE_PREFIX = 'gpu-node';
+/** One untainted node without GPUs, for everything else (the operator itself, when installed by helm). */
+export const CPU_NODE_PREFIX = 'cpu-node';
 
 interface ProcessState {
   pid: number;
@@ -293,21 +295,22 @@ async function launch(tools: ToolPaths, opts: ClusterOptions): Promise<ClusterSt
     },
     { timeoutMs: 60_000, logFile: state.processes['kube-controller-manager'].log },
   );
-  if (opts.nodes > 0) {
-    log(`creating ${opts.nodes} fake nodes with ${opts.gpusPerNode} × ${opts.product}`);
-    const group: GpuNodeGroup = {
-      prefix: NODE_PREFIX,
-      count: opts.nodes,
-      gpusPerNode: opts.gpusPerNode,
-      product: opts.product,
-    };
-    await createGpuNodes(client, group);
-    await waitFor('fake nodes Ready (kwok)', async () => (await readyNodes(client, NODE_PREFIX)).length >= opts.nodes, {
-      timeoutMs: 120_000,
-      pid: state.processes.kwok.pid,
-      logFile: state.processes.kwok.log,
-    });
-  }
+  log(`creating ${opts.nodes} fake GPU nodes with ${opts.gpusPerNode} × ${opts.product}, and 1 CPU node`);
+  const group: GpuNodeGroup = {
+    prefix: NODE_PREFIX,
+    count: opts.nodes,
+    gpusPerNode: opts.gpusPerNode,
+    product: opts.product,
+  };
+  await createGpuNodes(client, group);
+  await createGpuNodes(client, { prefix: CPU_NODE_PREFIX, count: 1, gpusPerNode: 0, product: '' });
+  const kwok = { timeoutMs: 120_000, pid: state.processes.kwok.pid, logFile: state.processes.kwok.log };
+  await waitFor(
+    'fake GPU nodes Ready (kwok)',
+    async () => (await readyNodes(client, NODE_PREFIX)).length >= opts.nodes,
+    kwok,
+  );
+  await waitFor('the CPU node Ready (kwok)', async () => (await readyNodes(client, CPU_NODE_PREFIX)).length >= 1, kwok);
   return state;
 }
 

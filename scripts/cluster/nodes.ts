@@ -18,16 +18,25 @@ export interface GpuNodeGroup {
   taint?: boolean;
 }
 
+/** A node group without GPUs (gpusPerNode 0) gets no GPU capacity, labels or taint: a CPU node. */
 export function fakeGpuNode(group: GpuNodeGroup, index: number): Record<string, unknown> {
   const name = `${group.prefix}-${index}`;
   const gpu = group.gpuResource ?? 'nvidia.com/gpu';
-  const capacity = {
+  const hasGpus = group.gpusPerNode > 0;
+  const capacity: Record<string, string> = {
     cpu: '96',
     memory: '1024Gi',
     'ephemeral-storage': '2Ti',
     pods: '110',
-    [gpu]: String(group.gpusPerNode),
+    ...(hasGpus ? { [gpu]: String(group.gpusPerNode) } : {}),
   };
+  const gpuLabels = hasGpus
+    ? {
+        'nvidia.com/gpu.present': 'true',
+        'nvidia.com/gpu.product': group.product,
+        'nvidia.com/gpu.count': String(group.gpusPerNode),
+      }
+    : {};
   return {
     apiVersion: 'v1',
     kind: 'Node',
@@ -39,13 +48,11 @@ export function fakeGpuNode(group: GpuNodeGroup, index: number): Record<string, 
         'kubernetes.io/hostname': name,
         'kubernetes.io/os': 'linux',
         'kubernetes.io/arch': 'amd64',
-        'node.kubernetes.io/instance-type': 'fake-gpu',
-        'nvidia.com/gpu.present': 'true',
-        'nvidia.com/gpu.product': group.product,
-        'nvidia.com/gpu.count': String(group.gpusPerNode),
+        'node.kubernetes.io/instance-type': hasGpus ? 'fake-gpu' : 'fake-cpu',
+        ...gpuLabels,
       },
     },
-    spec: group.taint === false ? {} : { taints: [{ key: gpu, value: 'present', effect: 'NoSchedule' }] },
+    spec: group.taint === false || !hasGpus ? {} : { taints: [{ key: gpu, value: 'present', effect: 'NoSchedule' }] },
     status: {
       capacity,
       allocatable: capacity,

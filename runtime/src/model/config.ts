@@ -63,7 +63,8 @@ function num(json: Record<string, unknown>, key: string, path: string, fallback?
     if (fallback !== undefined) return fallback;
     throw new ModelLoadError(path, `config.json has no ${key}`);
   }
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ModelLoadError(path, `config.json ${key} is not a number`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new ModelLoadError(path, `config.json ${key} is not a number`);
   return v;
 }
 
@@ -135,7 +136,8 @@ export function configFromGguf(f: GgufFile): ModelConfig {
   const vocab = metaNumber(f, k('vocab_size'), Array.isArray(tokens) ? tokens.length : undefined);
   const scalingType = metaString(f, k('rope.scaling.type')) ?? 'none';
   let scaling = NO_SCALING;
-  if (scalingType === 'linear') scaling = { ...NO_SCALING, type: 'linear', factor: metaNumber(f, k('rope.scaling.factor')) };
+  if (scalingType === 'linear')
+    scaling = { ...NO_SCALING, type: 'linear', factor: metaNumber(f, k('rope.scaling.factor')) };
   else if (scalingType !== 'none') {
     throw new ModelLoadError(f.path, `unsupported rope scaling ${scalingType} (supported: linear)`);
   }
@@ -163,8 +165,17 @@ export function configFromGguf(f: GgufFile): ModelConfig {
 
 /** Checks the relations between fields that the rest of the engine relies on. */
 export function validateConfig(c: ModelConfig, path: string): void {
-  for (const key of ['vocabSize', 'hiddenSize', 'intermediateSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim'] as const) {
-    if (!Number.isInteger(c[key]) || c[key] <= 0) throw new ModelLoadError(path, `${key} must be a positive integer, got ${c[key]}`);
+  for (const key of [
+    'vocabSize',
+    'hiddenSize',
+    'intermediateSize',
+    'numLayers',
+    'numHeads',
+    'numKvHeads',
+    'headDim',
+  ] as const) {
+    if (!Number.isInteger(c[key]) || c[key] <= 0)
+      throw new ModelLoadError(path, `${key} must be a positive integer, got ${c[key]}`);
   }
   if (c.numHeads % c.numKvHeads !== 0) {
     throw new ModelLoadError(path, `attention heads (${c.numHeads}) must be a multiple of KV heads (${c.numKvHeads})`);

