@@ -28,10 +28,9 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
   thread_ = std::thread([this] { run_thread(); });
 }
 
-EngineWrap::~EngineWrap() {
-  stop();
-  tsfn_.Release();
-}
+// The thread-safe function is released by close(); a finalizer must not release it, since the
+// environment's teardown finalizes this object while holding the function's own lock.
+EngineWrap::~EngineWrap() { stop(); }
 
 void EngineWrap::stop() {
   {
@@ -131,7 +130,9 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
   auto job = std::make_unique<Job>(env);
   job->work = [this, in, out] {
     if (!backend_) throw EngineError("engine has no model loaded: call load() first");
+    resolve_previous_tokens(*in, previous_tokens_);
     backend_->step(*in, *out);
+    previous_tokens_ = out->tokens;
   };
   job->result = [in, out](Napi::Env e) { return write_step_output(e, std::move(*out), *in); };
   return submit(env, std::move(job));
@@ -139,6 +140,10 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineWrap::Close(const Napi::CallbackInfo& info) {
   stop();
+  if (!released_) {
+    released_ = true;
+    tsfn_.Release();
+  }
   backend_.reset();
   weights_.reset();
   return info.Env().Undefined();

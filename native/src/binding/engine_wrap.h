@@ -48,6 +48,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   using Delivery = Napi::TypedThreadSafeFunction<std::nullptr_t, Job, &EngineWrap::deliver>;
   Delivery tsfn_;
   int pending_ = 0;  // jobs submitted and not yet delivered (JS thread only)
+  bool released_ = false;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -58,6 +59,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // Owned by the engine thread once loaded.
   std::unique_ptr<WeightStore> weights_;
   std::unique_ptr<Backend> backend_;
+  std::vector<int32_t> previous_tokens_;  // what the last successful step sampled, per logit row
 };
 
 }  // namespace pagoda::binding

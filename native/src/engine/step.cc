@@ -15,6 +15,22 @@ void expect_size(const char* what, size_t got, size_t want) {
 
 }  // namespace
 
+void resolve_previous_tokens(StepInput& in, const std::vector<int32_t>& previous) {
+  auto resolve = [&](std::vector<int32_t>& ids) {
+    for (int32_t& id : ids) {
+      if (id >= 0) continue;
+      const int64_t row = -static_cast<int64_t>(id) - 1;
+      if (row >= static_cast<int64_t>(previous.size()))
+        throw EngineError("step: placeholder for row " + std::to_string(row) + " of the previous step, which sampled " +
+                          std::to_string(previous.size()) + " tokens");
+      id = previous[static_cast<size_t>(row)];
+    }
+  };
+  resolve(in.token_ids);
+  resolve(in.sampling.output_tokens);
+  resolve(in.sampling.context_tokens);
+}
+
 void validate_step(const StepInput& in, int32_t vocab, int32_t num_blocks, int32_t block_size) {
   const size_t T = in.token_ids.size(), S = in.context_lens.size(), R = in.logit_rows.size();
   expect_size("positions", in.positions.size(), T);

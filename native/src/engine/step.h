@@ -27,7 +27,9 @@ struct SamplingInputs {
 };
 
 struct StepInput {
-  std::vector<int32_t> token_ids;     // [T]
+  // [T] A negative id -(r + 1) stands for "the token sampled for logit row r of the previous step":
+  // the caller can prepare step k+1 before step k's tokens are known (resolve_previous_tokens).
+  std::vector<int32_t> token_ids;
   std::vector<int32_t> positions;     // [T] absolute position of each token in its sequence
   std::vector<int32_t> query_start;   // [S + 1] offsets of each sequence's tokens in token_ids
   std::vector<int32_t> context_lens;  // [S] tokens in the KV cache once this step's are stored
@@ -52,6 +54,10 @@ struct StepOutput {
   std::vector<float> top_logprobs;      // [R, num_top_logprobs]
   std::vector<float> logits;            // [R, vocab] when return_logits
 };
+
+// Replaces placeholders (negative ids) in token_ids and in the penalty token lists by the tokens the
+// previous step sampled. Throws EngineError when a placeholder names a row that step did not have.
+void resolve_previous_tokens(StepInput& in, const std::vector<int32_t>& previous);
 
 // Checks every index in a step against the engine's sizes; throws EngineError naming the problem.
 void validate_step(const StepInput& in, int32_t vocab_size, int32_t num_blocks, int32_t block_size);

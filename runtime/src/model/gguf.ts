@@ -72,11 +72,14 @@ class Reader {
   private buf = Buffer.alloc(0);
   private bufStart = 0;
   pos = 0;
-  constructor(
-    private readonly fd: number,
-    private readonly path: string,
-    private readonly size: number,
-  ) {}
+  private readonly fd: number;
+  private readonly path: string;
+  private readonly size: number;
+  constructor(fd: number, path: string, size: number) {
+    this.fd = fd;
+    this.path = path;
+    this.size = size;
+  }
 
   private need(n: number): Buffer {
     if (this.pos + n > this.size) {

@@ -5,14 +5,16 @@
 
 #include "backends/cpu/simd.h"
 #include "backends/cpu/threads.h"
+#include "engine/errors.h"
 
 namespace pagoda::cpu {
 
 KvCache::KvCache(int32_t layers, int32_t num_blocks, int32_t block_size, int32_t kv_heads, int32_t head_dim)
     : layers_(layers), num_blocks_(num_blocks), block_size_(block_size), kv_heads_(kv_heads), head_dim_(head_dim) {
   size_t n = static_cast<size_t>(layers) * num_blocks * kv_heads * block_size * head_dim;
-  k_.assign(n, 0.0f);
-  v_.assign(n, 0.0f);
+  k_.reset(static_cast<float*>(std::calloc(n, sizeof(float))));
+  v_.reset(static_cast<float*>(std::calloc(n, sizeof(float))));
+  if (!k_ || !v_) throw EngineError("cannot allocate the KV cache (" + std::to_string(2 * n * sizeof(float)) + " bytes)");
 }
 
 void KvCache::store(int32_t layer, const float* k_src, const float* v_src, int32_t ld,

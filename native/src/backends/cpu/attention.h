@@ -1,6 +1,8 @@
 // Paged KV cache and attention over it on the CPU.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "engine/step.h"
@@ -28,14 +30,16 @@ class KvCache {
   void store(int32_t layer, const float* k_src, const float* v_src, int32_t ld, const std::vector<int32_t>& slots);
 
  private:
-  float* at(std::vector<float>& base, int32_t layer, int32_t block, int32_t head) {
-    return base.data() + ((static_cast<int64_t>(layer) * num_blocks_ + block) * kv_heads_ + head) * block_size_ * head_dim_;
-  }
-  const float* at(const std::vector<float>& base, int32_t layer, int32_t block, int32_t head) const {
-    return base.data() + ((static_cast<int64_t>(layer) * num_blocks_ + block) * kv_heads_ + head) * block_size_ * head_dim_;
+  // calloc: the OS hands out zero pages lazily, so an idle cache costs no resident memory.
+  struct FreeDeleter {
+    void operator()(float* p) const { std::free(p); }
+  };
+  using Buffer = std::unique_ptr<float[], FreeDeleter>;
+  float* at(const Buffer& base, int32_t layer, int32_t block, int32_t head) const {
+    return base.get() + ((static_cast<int64_t>(layer) * num_blocks_ + block) * kv_heads_ + head) * block_size_ * head_dim_;
   }
   int32_t layers_, num_blocks_, block_size_, kv_heads_, head_dim_;
-  std::vector<float> k_, v_;
+  Buffer k_, v_;
 };
 
 // Causal attention of every query token over its sequence's cached keys 0..position.
