@@ -79,8 +79,9 @@ it('one of two processes leads, and only the leader reconciles', async () => {
 
   await applyCr('first');
   await reconciled('first');
-  expect(await reconciles(leader)).toBeGreaterThan(0);
-  expect(await reconciles(standby)).toBe(0);
+  // The status is written before the reconcile ends (and its counter moves), so wait for the counter.
+  await eventually('the leader counted a reconcile', async () => (await reconciles(leader)) > 0, { timeoutMs: 5000 });
+  expect(await reconciles(standby), `standby:\n${standby.logs()}`).toBe(0);
   // A standby reports ready (it can take over) once it has talked to the API server.
   await eventually('standby ready', () => standby.ready(), { timeoutMs: 5000 });
 });
@@ -98,7 +99,9 @@ it('the standby takes over after the leader is killed (lease expiry)', async () 
   expect(takeoverMs).toBeLessThan(LEASE_SECONDS * 1000 + 5000);
   await applyCr('second');
   await reconciled('second');
-  expect(await reconciles(standby)).toBeGreaterThan(0);
+  await eventually('the new leader counted a reconcile', async () => (await reconciles(standby)) > 0, {
+    timeoutMs: 5000,
+  });
 });
 
 it('a graceful stop releases the lease and the next process takes over at once', async () => {
