@@ -2,7 +2,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../../scripts/cluster/cluster.ts';
-import { freePort } from '../../../scripts/cluster/processes.ts';
 import { eventually } from './wait.ts';
 
 export interface OperatorProcess {
@@ -22,13 +21,13 @@ export async function startOperator(opts: {
   args?: string[];
   env?: Record<string, string>;
 }): Promise<OperatorProcess> {
-  const port = await freePort();
   let output = '';
   const child = spawn(
     process.execPath,
     [
       join(REPO_ROOT, 'operator', 'src', 'main.ts'),
-      `--http-port=${port}`,
+      // Port 0: the operator binds a free port and logs it (no race between picking and binding).
+      '--http-port=0',
       '--http-host=127.0.0.1',
       `--identity=${opts.identity}`,
       ...(opts.args ?? []),
@@ -42,6 +41,15 @@ export async function startOperator(opts: {
     output += d;
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const port = await eventually(
+    `operator ${opts.identity} started`,
+    async () => {
+      if (child.exitCode !== null) throw new Error(`the operator exited with ${child.exitCode}: ${output}`);
+      const m = /"msg":"pagoda operator started".*?"http":"[^"]*:(\d+)"/.exec(output);
+      return m ? Number(m[1]) : undefined;
+    },
+    { timeoutMs: 30_000 },
+  );
   const base = `http://127.0.0.1:${port}`;
   const proc: OperatorProcess = {
     child,
