@@ -4,7 +4,6 @@
  * reconciles; standbys keep serving /healthz, /readyz and /metrics. SIGTERM/SIGINT: stop taking work,
  * finish running reconciles, release the Lease, exit 0.
  */
-import { KubeConfig } from '@kubernetes/client-node';
 import { OPERATOR_VERSION, type OperatorConfig, parseConfig, USAGE } from './config.ts';
 import { Controller } from './controller/controller.ts';
 import { startHttpServer } from './http.ts';
@@ -28,15 +27,13 @@ try {
 }
 
 const log = createLogger(config.logLevel, { identity: config.identity });
-const kc = new KubeConfig();
+let client: KubeClient;
 try {
-  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-  else kc.loadFromDefault();
+  client = KubeClient.load(config.kubeconfig);
 } catch (e) {
-  log.error('cannot load a kubeconfig', { error: String(e) });
+  log.error('cannot load a kubeconfig', { error: (e as Error).message });
   process.exit(2);
 }
-const client = new KubeClient(kc);
 const metrics = new OperatorMetrics();
 const controller = new Controller({
   client,
@@ -97,7 +94,8 @@ log.info('pagoda operator started', {
   namespace: config.namespace ?? '(all)',
   leaderElection: config.leaderElect ? `${config.leaseNamespace}/${config.leaseName}` : 'off',
   http: typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address),
-  server: kc.getCurrentCluster()?.server,
+  server: client.connection.server,
+  credentials: client.connection.source,
 });
 
 if (elector) elector.start();

@@ -9,7 +9,6 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { collectionPath, KubeClient, objectPath, RESOURCES } from '../../operator/src/kube/rest.ts';
 import { createGpuNodes, type GpuNodeGroup, readyNodes } from './nodes.ts';
 import { freePort, isAlive, probe, startDetached, stopProcess, waitFor } from './processes.ts';
@@ -102,9 +101,7 @@ function kubeconfigYaml(server: string, token: string, caPem: string): string {
 }
 
 export function clientFor(kubeconfig: string): KubeClient {
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfig);
-  return new KubeClient(kc);
+  return KubeClient.load(kubeconfig);
 }
 
 function start(state: ClusterState, c: Component): void {

@@ -6,7 +6,7 @@
 import type { InferenceDeployment } from '../api/types.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { type EventType, ResilientInformer } from '../kube/informer.ts';
-import { collectionPath, type KubeClient, RESOURCES, type Resource } from '../kube/rest.ts';
+import { ApiError, collectionPath, type KubeClient, RESOURCES, type Resource } from '../kube/rest.ts';
 import type { Logger } from '../log.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { MANAGED_BY, NAME_LABEL } from '../plan/names.ts';
@@ -78,7 +78,14 @@ export class Controller {
       },
       onRestart: (error, retryInMs) => {
         metrics.informerRestarts.inc({ resource: name });
-        log.warn('informer failed; restarting', { resource: name, error: String(error), retryInMs });
+        const missingCrd =
+          resource === RESOURCES.inferenceDeployment && error instanceof ApiError && error.status === 404;
+        log.warn(
+          missingCrd
+            ? 'the InferenceDeployment CRD is not installed (kubectl apply --server-side -f crds/); retrying'
+            : 'informer failed; restarting',
+          { resource: name, error: String(error), retryInMs },
+        );
       },
     });
     this.informers.push(inf as unknown as ResilientInformer<never>);
@@ -170,9 +177,11 @@ export class Controller {
     if (!this.running) return;
     this.running = false;
     if (this.resync) clearInterval(this.resync);
-    await this.queue?.stop();
-    this.queue?.clear();
-    await Promise.all(this.informers.map((i) => i.stop()));
+    // Take this run's queue and informers: a start() (leadership regained) may replace them meanwhile.
+    const { queue, informers } = this;
+    await queue?.stop();
+    queue?.clear();
+    await Promise.all(informers.map((i) => i.stop()));
     this.o.log.info('controller stopped');
   }
 

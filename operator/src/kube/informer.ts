@@ -1,12 +1,11 @@
 /**
- * An informer that stays up. client-node's informer lists, watches and relists on 410 Gone, but stops
- * for good on any other error (API server restarted, connection reset, list refused). This wrapper
- * restarts it with capped exponential backoff, reports whether the cache is in sync, and calls
- * onResync after each successful (re)start so the controller can re-check every object: events may
- * have been missed while it was down.
+ * An informer: a cache of one kind of object kept current by list + watch, with callbacks per change.
+ * It never gives up: a watch that ends is resumed from the last resourceVersion; a failure (API server
+ * restarted, connection reset, list refused) is retried with capped exponential backoff; 410 Gone
+ * (the version was compacted away) relists, and the relist reports the differences as events. After
+ * every (re)list onResync lets the controller re-check every object.
  */
-import { type KubernetesObject, makeInformer } from '@kubernetes/client-node';
-import type { KubeClient } from './rest.ts';
+import { ApiError, type KubeClient, type WatchEvent } from './rest.ts';
 
 export type EventType = 'add' | 'update' | 'delete';
 
@@ -29,98 +28,147 @@ export interface InformerOptions<T extends Named> {
   maxBackoffMs?: number;
 }
 
+const key = (namespace: string | undefined, name: string) => `${namespace ?? ''}/${name}`;
+
 export class ResilientInformer<T extends Named> {
-  private readonly opts: InformerOptions<T>;
-  private readonly informer;
+  private readonly o: InformerOptions<T>;
+  private readonly store = new Map<string, T>();
+  private resourceVersion = '';
   private stopped = true;
-  private errorSeen = false;
-  private failed: (() => void) | undefined;
+  private abort: AbortController | undefined;
   private loop: Promise<void> | undefined;
-  private firstSync: { resolve: () => void; promise: Promise<void> };
   private wake: (() => void) | undefined;
+  private firstSync!: Promise<void>;
+  private resolveFirstSync!: () => void;
   synced = false;
-
-  constructor(opts: InformerOptions<T>) {
-    this.opts = opts;
-    const list = () =>
-      opts.client.list<KubernetesObject>(opts.path, opts.labelSelector ? { labelSelector: opts.labelSelector } : {});
-    this.informer = makeInformer<KubernetesObject>(opts.client.kc, opts.path, list, opts.labelSelector);
-    this.informer.on('add', (o) => opts.onEvent('add', o as unknown as T));
-    this.informer.on('update', (o) => opts.onEvent('update', o as unknown as T));
-    this.informer.on('delete', (o) => opts.onEvent('delete', o as unknown as T));
-    this.informer.on('error', (err) => {
-      this.errorSeen = true;
-      this.lastError = err;
-      this.failed?.();
-    });
-    let resolve = () => {};
-    const promise = new Promise<void>((r) => {
-      resolve = r;
-    });
-    this.firstSync = { resolve, promise };
-  }
-
   lastError: unknown;
 
+  constructor(opts: InformerOptions<T>) {
+    this.o = opts;
+  }
+
   get(name: string, namespace?: string): T | undefined {
-    return this.informer.get(name, namespace) as T | undefined;
+    return this.store.get(key(namespace, name));
   }
 
   list(namespace?: string): readonly T[] {
-    return this.informer.list(namespace) as unknown as readonly T[];
+    const all = [...this.store.values()];
+    return namespace === undefined ? all : all.filter((o) => o.metadata.namespace === namespace);
   }
 
-  /** Starts the list/watch loop; resolves once the cache first holds a full list. */
+  /** Starts list/watch; resolves once the cache first holds a full list. */
   start(): Promise<void> {
-    if (!this.stopped) return this.firstSync.promise;
+    if (!this.stopped) return this.firstSync;
     this.stopped = false;
+    this.firstSync = new Promise((resolve) => {
+      this.resolveFirstSync = resolve;
+    });
     this.loop = this.run();
-    return this.firstSync.promise;
+    return this.firstSync;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.synced = false;
-    this.failed?.();
+    this.abort?.abort();
     this.wake?.();
-    await this.informer.stop();
     await this.loop;
+    this.resolveFirstSync?.();
+  }
+
+  private selector(): Record<string, string> {
+    return this.o.labelSelector ? { labelSelector: this.o.labelSelector } : {};
+  }
+
+  private async relist(): Promise<void> {
+    const list = await this.o.client.list<T>(this.o.path, this.selector());
+    const fresh = new Map(list.items.map((o) => [key(o.metadata.namespace, o.metadata.name), o]));
+    for (const [k, old] of this.store) {
+      if (!fresh.has(k)) {
+        this.store.delete(k);
+        this.o.onEvent('delete', old);
+      }
+    }
+    for (const [k, obj] of fresh) {
+      const old = this.store.get(k);
+      this.store.set(k, obj);
+      if (!old) this.o.onEvent('add', obj);
+      else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.o.onEvent('update', obj);
+    }
+    this.resourceVersion = list.metadata.resourceVersion ?? '';
+    this.synced = true;
+    this.resolveFirstSync();
+    this.o.onResync?.();
+  }
+
+  private apply(e: WatchEvent<T>): void {
+    if (e.type === 'ERROR') {
+      const status = e.object as unknown as { code?: number; message?: string };
+      throw new ApiError('WATCH', this.o.path, status.code ?? 500, status);
+    }
+    const obj = e.object;
+    if (obj.metadata?.resourceVersion) this.resourceVersion = obj.metadata.resourceVersion;
+    if (e.type === 'BOOKMARK') return;
+    const k = key(obj.metadata.namespace, obj.metadata.name);
+    if (e.type === 'DELETED') {
+      this.store.delete(k);
+      this.o.onEvent('delete', obj);
+    } else {
+      const existed = this.store.has(k);
+      this.store.set(k, obj);
+      this.o.onEvent(existed ? 'update' : 'add', obj);
+    }
   }
 
   private async run(): Promise<void> {
-    const initial = this.opts.initialBackoffMs ?? 500;
-    const max = this.opts.maxBackoffMs ?? 30_000;
+    const initial = this.o.initialBackoffMs ?? 500;
+    const max = this.o.maxBackoffMs ?? 30_000;
     let delay = initial;
     while (!this.stopped) {
-      this.errorSeen = false;
-      const failed = new Promise<void>((resolve) => {
-        this.failed = resolve;
-      });
-      await this.informer.start().catch((e: unknown) => {
-        this.errorSeen = true;
-        this.lastError = e;
-      });
-      if (!this.errorSeen && !this.stopped) {
-        this.synced = true;
-        delay = initial;
-        this.firstSync.resolve();
-        this.opts.onResync?.();
+      try {
+        if (!this.resourceVersion) await this.relist();
+        else if (!this.synced) {
+          // Resumed after a failure: the cache is current again once the watch is accepted; a relist
+          // would be needed only on 410, which the watch reports.
+          this.synced = true;
+          this.o.onResync?.();
+        }
+        this.abort = new AbortController();
+        // The server ends each watch after timeoutSeconds; bookmarks keep the version fresh meanwhile.
+        await this.o.client.watch<T>(
+          this.o.path,
+          {
+            ...this.selector(),
+            resourceVersion: this.resourceVersion,
+            allowWatchBookmarks: true,
+            timeoutSeconds: 240 + Math.floor(Math.random() * 60),
+          },
+          (e) => {
+            this.apply(e);
+            delay = initial;
+          },
+          this.abort.signal,
+        );
+      } catch (error) {
+        if (this.stopped) break;
+        this.synced = false;
+        this.lastError = error;
+        if (error instanceof ApiError && error.status === 410) {
+          this.resourceVersion = ''; // compacted: relist now
+          continue;
+        }
+        // Jitter, so informers that failed together do not retry in lockstep.
+        const wait = Math.round(delay * (0.8 + Math.random() * 0.4));
+        this.o.onRestart?.(error, wait);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, wait);
+          this.wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        delay = Math.min(delay * 2, max);
       }
-      await failed;
-      this.synced = false;
-      if (this.stopped) break;
-      await this.informer.stop();
-      // Jitter, so informers that failed together do not retry in lockstep.
-      const wait = Math.round(delay * (0.8 + Math.random() * 0.4));
-      this.opts.onRestart?.(this.lastError, wait);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, wait);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      delay = Math.min(delay * 2, max);
     }
   }
 }

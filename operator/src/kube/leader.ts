@@ -96,7 +96,11 @@ export class LeaderElector {
         if (!this.leading) {
           this.leading = true;
           this.o.log?.('became leader', { lease: `${this.o.namespace}/${this.o.name}`, identity: this.o.identity });
-          await this.o.onStartedLeading();
+          // Not awaited: starting the work (listing every object) may take longer than the renew
+          // deadline, and the Lease must keep being renewed meanwhile.
+          void Promise.resolve()
+            .then(() => this.o.onStartedLeading())
+            .catch((e: unknown) => this.o.log?.('starting the leader work failed', { error: String(e) }));
         }
       } else if (this.leading && (outcome === 'taken' || now - this.lastRenew > this.o.renewDeadlineMs)) {
         this.leading = false;

@@ -1,10 +1,13 @@
 /**
- * A small JSON client for the Kubernetes API on top of @kubernetes/client-node's KubeConfig (auth, TLS)
- * and HTTP library. The generated typed clients convert objects through their model classes (Dates,
- * dropped unknown fields) and cannot server-side-apply a subresource; the operator needs plain JSON,
- * SSA on /status and optimistic-concurrency PUTs, so it speaks REST directly.
+ * A small JSON client for the Kubernetes API over node:https with keep-alive connections: requests,
+ * server-side apply (also on /status), optimistic-concurrency PUTs, paginated lists and watch streams.
+ * The operator talks plain JSON: no model classes, no conversions.
  */
-import { HttpMethod, IsomorphicFetchHttpLibrary, type KubeConfig, RequestContext } from '@kubernetes/client-node';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { type Connection, loadConnection } from './kubeconfig.ts';
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /** A failed API call, with the HTTP status and the server's Status reason and message. */
 export class ApiError extends Error {
@@ -72,16 +75,76 @@ export interface KubeList<T> {
   items: T[];
 }
 
-export class KubeClient {
-  readonly kc: KubeConfig;
-  private readonly http = new IsomorphicFetchHttpLibrary();
-  private readonly server: string;
+export interface WatchEvent<T> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: T;
+}
 
-  constructor(kc: KubeConfig) {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('the kubeconfig has no current cluster (set KUBECONFIG or run in a pod)');
-    this.kc = kc;
-    this.server = cluster.server.replace(/\/$/, '');
+export class KubeClient {
+  readonly connection: Connection;
+  private readonly agent: HttpAgent | HttpsAgent;
+  private readonly secure: boolean;
+  private readonly url: URL;
+
+  constructor(connection: Connection) {
+    this.connection = connection;
+    this.url = new URL(connection.server);
+    this.secure = this.url.protocol === 'https:';
+    const common = { keepAlive: true, maxSockets: 64 };
+    this.agent = this.secure
+      ? new HttpsAgent({
+          ...common,
+          ...(connection.ca ? { ca: connection.ca } : {}),
+          ...(connection.cert ? { cert: connection.cert } : {}),
+          ...(connection.key ? { key: connection.key } : {}),
+          rejectUnauthorized: !connection.insecureSkipTlsVerify,
+        })
+      : new HttpAgent(common);
+  }
+
+  /** A client from a kubeconfig file (or KUBECONFIG, ~/.kube/config, in-cluster when undefined). */
+  static load(kubeconfig?: string): KubeClient {
+    return new KubeClient(loadConnection(kubeconfig));
+  }
+
+  private async open(
+    method: HttpMethod,
+    path: string,
+    opts: RequestOptions & { signal?: AbortSignal },
+  ): Promise<IncomingMessage> {
+    const query = new URLSearchParams();
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) query.set(k, String(v));
+    const qs = query.toString();
+    const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    const headers: Record<string, string> = {
+      Accept: 'application/json',
+      'User-Agent': 'pagoda-operator',
+      ...(await this.connection.authHeaders()),
+    };
+    if (body !== undefined) {
+      headers['Content-Type'] = opts.contentType ?? 'application/json';
+      headers['Content-Length'] = String(Buffer.byteLength(body));
+    }
+    const request = this.secure ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          protocol: this.url.protocol,
+          hostname: this.url.hostname,
+          port: this.url.port,
+          path: `${this.url.pathname.replace(/\/$/, '')}${path}${qs ? `?${qs}` : ''}`,
+          method,
+          headers,
+          agent: this.agent,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+          ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
+        },
+        resolve,
+      );
+      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no response in ${opts.timeoutMs} ms`)));
+      req.end(body);
+    });
   }
 
   async request<T>(method: HttpMethod, path: string, opts: RequestOptions = {}): Promise<T> {
@@ -90,31 +153,52 @@ export class KubeClient {
 
   /** Like request, with the HTTP status (201 tells a server-side apply that created the object). */
   async send<T>(method: HttpMethod, path: string, opts: RequestOptions = {}): Promise<{ status: number; body: T }> {
-    const ctx = new RequestContext(this.server + path, method);
-    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) ctx.setQueryParam(k, String(v));
-    ctx.setHeaderParam('Accept', 'application/json');
-    if (opts.body !== undefined) {
-      ctx.setHeaderParam('Content-Type', opts.contentType ?? 'application/json');
-      ctx.setBody(JSON.stringify(opts.body));
-    }
-    ctx.setSignal(AbortSignal.timeout(opts.timeoutMs ?? 30_000));
-    await this.kc.applySecurityAuthentication(ctx);
-    const res = await this.http.send(ctx).toPromise();
-    const text = await res.body.text();
+    const res = await this.open(method, path, { timeoutMs: 30_000, ...opts });
+    const chunks: Buffer[] = [];
+    for await (const c of res) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
     let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : undefined;
     } catch {
       parsed = { message: text.slice(0, 500) };
     }
-    if (res.httpStatusCode >= 400) throw new ApiError(method, path, res.httpStatusCode, parsed);
-    return { status: res.httpStatusCode, body: parsed as T };
+    const status = res.statusCode ?? 0;
+    if (status >= 400) throw new ApiError(method, path, status, parsed);
+    return { status, body: parsed as T };
+  }
+
+  /**
+   * Streams a watch: calls onEvent per event until the server ends the watch (resolves), the
+   * connection fails or the signal aborts (rejects). Status errors arrive as ERROR events.
+   */
+  async watch<T>(
+    path: string,
+    query: Record<string, string | number | boolean | undefined>,
+    onEvent: (e: WatchEvent<T>) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const res = await this.open('GET', path, { query: { ...query, watch: true }, signal });
+    if ((res.statusCode ?? 0) >= 400) {
+      const chunks: Buffer[] = [];
+      for await (const c of res) chunks.push(c as Buffer);
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {}
+      throw new ApiError('GET', path, res.statusCode ?? 0, body);
+    }
+    let rest = '';
+    for await (const chunk of res) {
+      const lines = (rest + (chunk as Buffer).toString('utf8')).split('\n');
+      rest = lines.pop() ?? '';
+      for (const line of lines) if (line.trim()) onEvent(JSON.parse(line) as WatchEvent<T>);
+    }
   }
 
   get<T>(path: string, query?: RequestOptions['query']): Promise<T> {
-    return this.request<T>(HttpMethod.GET, path, query ? { query } : {});
+    return this.request<T>('GET', path, query ? { query } : {});
   }
-
   /** Reads a whole collection, following `continue` tokens. */
   async list<T>(path: string, query: RequestOptions['query'] = {}): Promise<KubeList<T>> {
     const items: T[] = [];
@@ -130,20 +214,20 @@ export class KubeClient {
   }
 
   create<T>(path: string, body: unknown): Promise<T> {
-    return this.request<T>(HttpMethod.POST, path, { body });
+    return this.request<T>('POST', path, { body });
   }
 
   replace<T>(path: string, body: unknown): Promise<T> {
-    return this.request<T>(HttpMethod.PUT, path, { body });
+    return this.request<T>('PUT', path, { body });
   }
 
   mergePatch<T>(path: string, body: unknown): Promise<T> {
-    return this.request<T>(HttpMethod.PATCH, path, { body, contentType: 'application/merge-patch+json' });
+    return this.request<T>('PATCH', path, { body, contentType: 'application/merge-patch+json' });
   }
 
   /** Server-side apply: the manager owns exactly the fields in body; force takes them from others. */
   apply<T>(path: string, body: unknown, fieldManager: string, force = true): Promise<{ status: number; body: T }> {
-    return this.send<T>(HttpMethod.PATCH, path, {
+    return this.send<T>('PATCH', path, {
       body,
       contentType: 'application/apply-patch+yaml',
       query: { fieldManager, force },
@@ -151,6 +235,11 @@ export class KubeClient {
   }
 
   delete<T>(path: string, query?: RequestOptions['query']): Promise<T> {
-    return this.request<T>(HttpMethod.DELETE, path, query ? { query } : {});
+    return this.request<T>('DELETE', path, query ? { query } : {});
+  }
+
+  /** Closes idle keep-alive connections. */
+  close(): void {
+    this.agent.destroy();
   }
 }
