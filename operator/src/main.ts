@@ -35,11 +35,12 @@ try {
   process.exit(2);
 }
 const metrics = new OperatorMetrics();
+const events = new EventRecorder(client, 'pagoda-operator', config.identity, log);
 const controller = new Controller({
   client,
   log,
   metrics,
-  events: new EventRecorder(client, 'pagoda-operator', config.identity, log),
+  events,
   planOptions: { defaultImage: config.runtimeImage },
   namespace: config.namespace,
   concurrency: config.concurrency,
@@ -116,6 +117,7 @@ async function shutdown(signal: string): Promise<void> {
   deadline.unref();
   if (elector) await elector.stop();
   else await stopController();
+  await events.flush();
   server.closeAllConnections();
   await new Promise((r) => server.close(r));
   log.info('stopped');

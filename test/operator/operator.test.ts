@@ -240,6 +240,27 @@ describe('refusals and shortages', () => {
     expect(events.items.some((e) => e.type === 'Warning' && e.reason === 'DoesNotFit')).toBe(true);
   });
 
+  it('does not take over a same-named object it does not own', async () => {
+    await cluster.client.create(collectionPath(RESOURCES.service, ns), {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'taken' },
+      spec: { selector: { app: 'someone-else' }, ports: [{ name: 'web', port: 80 }] },
+    });
+    await applyCr(
+      crDoc('taken', {
+        model: { name: 'Qwen/Qwen3-0.6B', source: { hostPath: { path: '/m/qwen' } } },
+        gpu: { product: 'NVIDIA-H100-80GB-HBM3' },
+      }),
+    );
+    const cr = await waitCondition('taken', 'Degraded', 'True', 'NameConflict');
+    expect(condition(cr, 'Degraded')?.message).toContain('a Service named taken exists and is not controlled by this');
+    const svc = await cluster.client.get<Obj>(objectPath(RESOURCES.service, ns, 'taken'));
+    expect(svc.spec.selector).toEqual({ app: 'someone-else' });
+    expect(svc.metadata.ownerReferences).toBeUndefined();
+    await cluster.client.delete(crPath('taken'));
+  });
+
   it('too few free GPUs leave pods Pending and say so in a condition', async () => {
     // Two dedicated nodes with 2 L40S each; 3 replicas × TP=2 need 6 GPUs, 4 exist.
     const prefix = `l40s-${ns}`;

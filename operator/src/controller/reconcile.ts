@@ -13,7 +13,7 @@ import {
   KIND,
 } from '../api/types.ts';
 import type { EventRecorder } from '../kube/events.ts';
-import { isNotFound, type KubeClient, objectPath, RESOURCES, type Resource } from '../kube/rest.ts';
+import { isConflict, isNotFound, type KubeClient, objectPath, RESOURCES, type Resource } from '../kube/rest.ts';
 import type { Logger } from '../log.ts';
 import { FIELD_MANAGER } from '../plan/names.ts';
 import { type Children, type KubeObject, type PlanOptions, planFor } from '../plan/plan.ts';
@@ -130,27 +130,33 @@ async function ensureChild(
   const { name, namespace } = c.desired.metadata;
   const memoKey = `${namespace}/${cr.metadata.name}/${c.kind}`;
   const hash = createHash('sha256').update(JSON.stringify(c.desired)).digest('hex');
-  let current = c.cache.get(name, namespace);
+  const current = c.cache.get(name, namespace);
   if (current && !controlledBy(current, cr)) {
     throw new NameConflict(`a ${c.kind} named ${name} exists and is not controlled by this InferenceDeployment`);
   }
   if (current && deps.memo.matches(memoKey, hash, c.marker(current))) return current;
-  if (!current) {
-    // Not in our cache (which holds only labelled children): make sure we would not take over a
-    // same-named object someone else made.
+  const path = objectPath(c.resource, namespace, name);
+  let res: { status: number; body: ChildObject };
+  if (current) {
+    // Ours: force, so fields someone else changed (kubectl edit, scale) return to the plan.
+    res = await deps.client.apply<ChildObject>(path, c.desired, FIELD_MANAGER, true);
+  } else {
+    // Not in our cache, which holds only our labelled children: usually it does not exist yet. Apply
+    // without force, so a same-named object made by someone else conflicts instead of being taken over.
     try {
-      current = await deps.client.get<ChildObject>(objectPath(c.resource, namespace, name));
-      if (!controlledBy(current, cr)) {
+      res = await deps.client.apply<ChildObject>(path, c.desired, FIELD_MANAGER, false);
+    } catch (e) {
+      if (!isConflict(e)) throw e;
+      const existing = await deps.client.get<ChildObject>(path);
+      if (!controlledBy(existing, cr)) {
         throw new NameConflict(`a ${c.kind} named ${name} exists and is not controlled by this InferenceDeployment`);
       }
-    } catch (e) {
-      if (!isNotFound(e)) throw e;
+      res = await deps.client.apply<ChildObject>(path, c.desired, FIELD_MANAGER, true);
     }
   }
-  const res = await deps.client.apply<ChildObject>(objectPath(c.resource, namespace, name), c.desired, FIELD_MANAGER);
   deps.memo.set(memoKey, hash, c.marker(res.body));
   // 201: the apply created it (first reconcile, or the child had been deleted).
-  if (res.status === 201) await deps.events.record(cr, 'Normal', 'Created', `Created ${c.kind} ${name}`);
+  if (res.status === 201) deps.events.record(cr, 'Normal', 'Created', `Created ${c.kind} ${name}`);
   return res.body;
 }
 
@@ -159,21 +165,21 @@ function conditionOf(status: InferenceDeploymentStatus | undefined, type: Condit
 }
 
 /** Events for decisions: a new or changed plan, a refused plan, becoming ready, new problems. */
-async function recordTransitions(
+function recordTransitions(
   deps: ReconcileDeps,
   cr: InferenceDeployment,
   before: InferenceDeploymentStatus | undefined,
   after: InferenceDeploymentStatus,
-): Promise<void> {
+): void {
   const was = (t: Condition['type']) => conditionOf(before, t);
   const now = (t: Condition['type']) => conditionOf(after, t);
   const planned = now('Planned');
   const prevPlanned = was('Planned');
   if (planned && (planned.status !== prevPlanned?.status || planned.reason !== prevPlanned?.reason)) {
-    if (planned.status === 'True') await deps.events.record(cr, 'Normal', 'Planned', planned.message);
-    else await deps.events.record(cr, 'Warning', planned.reason, planned.message);
+    if (planned.status === 'True') deps.events.record(cr, 'Normal', 'Planned', planned.message);
+    else deps.events.record(cr, 'Warning', planned.reason, planned.message);
   } else if (planned?.status === 'True' && before?.plan?.tensorParallelSize !== after.plan?.tensorParallelSize) {
-    await deps.events.record(cr, 'Normal', 'Replanned', planned.message);
+    deps.events.record(cr, 'Normal', 'Replanned', planned.message);
   }
   const degraded = now('Degraded');
   const prevDegraded = was('Degraded');
@@ -182,11 +188,11 @@ async function recordTransitions(
     degraded.reason !== planned?.reason &&
     (prevDegraded?.status !== 'True' || prevDegraded.reason !== degraded.reason)
   ) {
-    await deps.events.record(cr, 'Warning', degraded.reason, degraded.message);
+    deps.events.record(cr, 'Warning', degraded.reason, degraded.message);
   }
   const ready = now('Ready');
   if (ready?.status === 'True' && was('Ready')?.status !== 'True') {
-    await deps.events.record(cr, 'Normal', 'Ready', ready.message);
+    deps.events.record(cr, 'Normal', 'Ready', ready.message);
   }
 }
 
@@ -232,7 +238,7 @@ export async function reconcile(deps: ReconcileDeps, key: string): Promise<Queue
       if (isNotFound(e)) return undefined; // deleted meanwhile
       throw e;
     }
-    await recordTransitions(deps, cr, cr.status, status);
+    recordTransitions(deps, cr, cr.status, status);
   }
   if (failure) throw failure;
   return undefined;

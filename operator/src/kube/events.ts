@@ -1,7 +1,8 @@
 /**
  * Records core/v1 Events on objects, as `kubectl describe` shows them. Repeats of the same reason and
  * message on the same object within a window bump the existing Event's count instead of adding one.
- * Recording never fails the caller: an Event is a courtesy, the status conditions are the record.
+ * Recording never fails nor delays the caller: Events are written in the background (a few at a time)
+ * because an Event is a courtesy; the status conditions are the record.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log.ts';
@@ -30,7 +31,38 @@ export class EventRecorder {
     this.log = log;
   }
 
-  async record(obj: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+  private readonly pending: (() => Promise<void>)[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private static readonly PARALLEL = 4;
+  private static readonly MAX_PENDING = 10_000;
+
+  /** Queues an Event; returns at once. */
+  record(obj: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string): void {
+    if (this.pending.length >= EventRecorder.MAX_PENDING) return; // an API server this far behind has other problems
+    this.pending.push(() => this.write(obj, type, reason, message));
+    this.pump();
+  }
+
+  /** Waits for queued Events (at shutdown), at most timeoutMs. */
+  async flush(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ((this.pending.length > 0 || this.inFlight.size > 0) && Date.now() < deadline) {
+      await Promise.race([...this.inFlight, new Promise((r) => setTimeout(r, 50))]);
+    }
+  }
+
+  private pump(): void {
+    while (this.inFlight.size < EventRecorder.PARALLEL && this.pending.length > 0) {
+      const job = this.pending.shift() as () => Promise<void>;
+      const p = job().finally(() => {
+        this.inFlight.delete(p);
+        this.pump();
+      });
+      this.inFlight.add(p);
+    }
+  }
+
+  private async write(obj: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
     const namespace = obj.metadata.namespace ?? 'default';
     const key = `${obj.metadata.uid}\u0000${reason}\u0000${message}`;
     const now = new Date();
