@@ -1,27 +1,34 @@
 /**
- * npm run bench:operator — the operator at scale on the local control plane:
- * 1,000 fake GPU nodes (8 GPUs each), 500 InferenceDeployments applied at once; prints the time until
- * all are Ready, reconcile latency (p50/p99 from the operator's histogram), per-object times to first
- * status and to Ready, and the operator's peak RSS. Goals (issue): ≤ 30 s, p99 ≤ 1 s, ≤ 150 MB.
+ * npm run bench:operator [-- --baseline]
+ * The operator at scale on the local control plane: 1,000 fake GPU nodes (8 GPUs each) and 500
+ * InferenceDeployments applied at once. Prints the time until all are Ready, reconcile latency
+ * (p50/p99 from the operator's histogram), per-object times to first status and to Ready, and the
+ * operator's peak RSS. Goals (issue 6): ≤ 30 s, p99 ≤ 1 s, ≤ 150 MB.
  *
- * It runs its own cluster in .cluster/bench (so a running dev cluster is left alone) and stops it.
+ * --baseline creates the same Deployments directly, without the operator: the time the control plane
+ * alone (controller manager, scheduler, kwok) needs on this machine, the floor under the first figure.
+ *
+ * It runs its own cluster in .cluster/bench (a running dev cluster is left alone) and stops it.
  * Environment: BENCH_NODES (1000), BENCH_CRS (500), BENCH_CONCURRENCY (operator workers, 8).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parse } from 'yaml';
 
 const REPO = join(import.meta.dirname, '..', '..');
 process.env.PAGODA_CLUSTER_DIR ??= join(REPO, '.cluster', 'bench');
+// Imported after PAGODA_CLUSTER_DIR is set: the cluster module reads it when loaded.
 const { startCluster, stopCluster, clientFor } = await import('../../scripts/cluster/cluster.ts');
 const { collectionPath, objectPath, RESOURCES } = await import('../../operator/src/kube/rest.ts');
-const { parse } = await import('yaml');
+const { planFor } = await import('../../operator/src/plan/plan.ts');
 
 const NODES = Number(process.env.BENCH_NODES ?? 1000);
 const CRS = Number(process.env.BENCH_CRS ?? 500);
 const WORKERS = Number(process.env.BENCH_CONCURRENCY ?? 8);
+const BASELINE = process.argv.includes('--baseline');
 const NS = 'bench';
 
 // biome-ignore lint/suspicious/noExplicitAny: API objects are read by path
@@ -32,6 +39,20 @@ const MODELS = [
   { name: 'Qwen/Qwen3-32B', maxModelLen: 32768 }, // TP 2
   { name: 'meta-llama/Llama-3.1-70B-Instruct', maxModelLen: 32768 }, // TP 4
 ];
+
+function crFor(i: number): Obj {
+  const model = MODELS[i % MODELS.length] as (typeof MODELS)[number];
+  return {
+    apiVersion: 'inference.pagoda.dev/v1alpha1',
+    kind: 'InferenceDeployment',
+    metadata: { name: `m-${i}`, namespace: NS },
+    spec: {
+      model: { name: model.name, source: { hostPath: { path: `/models/${i}` } } },
+      maxModelLen: model.maxModelLen,
+      gpu: { product: 'NVIDIA-H100-80GB-HBM3' },
+    },
+  };
+}
 
 function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -45,8 +66,7 @@ function histogramQuantile(metrics: string, name: string, q: number): number {
     const m = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)`).exec(line);
     if (m) buckets.push([m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2])]);
   }
-  const total = buckets.at(-1)?.[1] ?? 0;
-  const rank = q * total;
+  const rank = q * (buckets.at(-1)?.[1] ?? 0);
   let prevLe = 0;
   let prevCount = 0;
   for (const [le, count] of buckets) {
@@ -60,143 +80,161 @@ function histogramQuantile(metrics: string, name: string, q: number): number {
   return Number.NaN;
 }
 
+/** Peak resident memory of a process (VmHWM), Linux. */
 function peakRssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
+  const kb = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
   return kb / 1024;
 }
 
-const t0 = Date.now();
-console.log(`bench:operator: ${NODES} nodes × 8 GPUs, ${CRS} InferenceDeployments, ${WORKERS} workers`);
-const handle = await startCluster({ nodes: NODES, gpusPerNode: 8, product: 'NVIDIA-H100-80GB-HBM3' });
-const client = clientFor(handle.kubeconfig);
-console.log(`cluster up with ${NODES} Ready nodes in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-
-const crd = parse(readFileSync(join(REPO, 'crds', 'inference.pagoda.dev_inferencedeployments.yaml'), 'utf8'));
-await client.apply(objectPath(RESOURCES.crd, undefined, crd.metadata.name), crd, 'bench');
-for (;;) {
-  try {
-    await client.get(collectionPath(RESOURCES.inferenceDeployment, 'default'));
-    break;
-  } catch {
-    await sleep(200);
-  }
+/** Runs fn for 0..n-1 with bounded parallelism (as `kubectl apply -f dir/` of many files would). */
+async function forEachParallel(n: number, parallel: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
 }
-await client.create(collectionPath(RESOURCES.namespace), {
-  apiVersion: 'v1',
-  kind: 'Namespace',
-  metadata: { name: NS },
-});
-for (;;) {
-  try {
-    await client.get(
-      objectPath({ group: '', version: 'v1', plural: 'serviceaccounts', namespaced: true }, NS, 'default'),
-    );
-    break;
-  } catch {
-    await sleep(200);
-  }
-}
-
-let output = '';
-const operator = spawn(
-  process.execPath,
-  [
-    join(REPO, 'operator', 'src', 'main.ts'),
-    '--http-port=0',
-    '--http-host=127.0.0.1',
-    `--concurrency=${WORKERS}`,
-    '--log-level=info',
-  ],
-  { env: { ...process.env, KUBECONFIG: handle.kubeconfig }, stdio: ['ignore', 'pipe', 'pipe'] },
-);
-operator.stdout.on('data', (d) => {
-  output += d;
-});
-operator.stderr.on('data', (d) => {
-  output += d;
-});
-let port = 0;
-for (let i = 0; i < 300 && !port; i++) {
-  await sleep(100);
-  port = Number(/"msg":"pagoda operator started".*?"http":"[^"]*:(\d+)"/.exec(output)?.[1] ?? 0);
-}
-if (!port) throw new Error(`the operator did not start: ${output}`);
-const metricsUrl = `http://127.0.0.1:${port}/metrics`;
-for (;;) {
-  const r = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
-  if (r?.status === 200) break;
-  await sleep(100);
-}
-
-// Apply all at once (bounded client parallelism, as `kubectl apply -f dir/` with many files would).
-const created = new Map<string, number>();
-const start = Date.now();
-let next = 0;
-await Promise.all(
-  Array.from({ length: 32 }, async () => {
-    while (next < CRS) {
-      const i = next++;
-      const model = MODELS[i % MODELS.length] as (typeof MODELS)[number];
-      const name = `m-${i}`;
-      await client.create(collectionPath(RESOURCES.inferenceDeployment, NS), {
-        apiVersion: 'inference.pagoda.dev/v1alpha1',
-        kind: 'InferenceDeployment',
-        metadata: { name, namespace: NS },
-        spec: {
-          model: { name: model.name, source: { hostPath: { path: `/models/${i}` } } },
-          maxModelLen: model.maxModelLen,
-          gpu: { product: 'NVIDIA-H100-80GB-HBM3' },
-        },
-      });
-      created.set(name, Date.now());
-    }
-  }),
-);
-const appliedMs = Date.now() - start;
-
-const firstStatus = new Map<string, number>();
-const ready = new Map<string, number>();
-while (ready.size < CRS && Date.now() - start < 600_000) {
-  const list = await client.list<Obj>(collectionPath(RESOURCES.inferenceDeployment, NS));
-  const now = Date.now();
-  for (const cr of list.items) {
-    const name = cr.metadata.name as string;
-    if (cr.status?.observedGeneration && !firstStatus.has(name)) firstStatus.set(name, now);
-    if (!ready.has(name) && cr.status?.conditions?.some((c: Obj) => c.type === 'Ready' && c.status === 'True')) {
-      ready.set(name, now);
-    }
-  }
-  await sleep(250);
-}
-const allReadyMs = Date.now() - start;
-const metrics = await (await fetch(metricsUrl)).text();
-const rss = peakRssMiB(operator.pid as number);
-const reconciles = metrics.match(/^pagoda_operator_reconcile_total\{result="success"\} (\d+)/m)?.[1];
-const errors = metrics.match(/^pagoda_operator_reconcile_errors_total (\d+)/m)?.[1];
-const lat = (m: Map<string, number>) =>
-  [...m].map(([name, t]) => t - (created.get(name) ?? start)).sort((a, b) => a - b);
-const toStatus = lat(firstStatus);
-const toReady = lat(ready);
-
-operator.kill('SIGTERM');
-await new Promise((r) => operator.on('exit', r));
-await stopCluster();
 
 const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-console.log('');
-console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB`);
-console.log(`InferenceDeployments Ready: ${ready.size}/${CRS}${ready.size < CRS ? ' (TIMED OUT)' : ''}`);
-console.log(`create calls took:          ${s(appliedMs)}`);
-console.log(`time until all Ready:       ${s(allReadyMs)}   (goal ≤ 30 s)`);
+const t0 = Date.now();
 console.log(
-  `reconcile duration:         p50 ${s(histogramQuantile(metrics, 'pagoda_operator_reconcile_duration_seconds', 0.5) * 1000)}, p99 ${s(histogramQuantile(metrics, 'pagoda_operator_reconcile_duration_seconds', 0.99) * 1000)}   (goal p99 ≤ 1 s)`,
+  `bench:operator${BASELINE ? ' --baseline' : ''}: ${NODES} nodes × 8 GPUs, ${CRS} InferenceDeployments` +
+    `${BASELINE ? '' : `, ${WORKERS} workers`}; load average before: ${loadavg()[0]?.toFixed(2)}`,
 );
-console.log(
-  `queue wait:                 p50 ${s(histogramQuantile(metrics, 'pagoda_operator_queue_wait_seconds', 0.5) * 1000)}, p99 ${s(histogramQuantile(metrics, 'pagoda_operator_queue_wait_seconds', 0.99) * 1000)}`,
-);
-console.log(`create → first status:      p50 ${s(quantile(toStatus, 0.5))}, p99 ${s(quantile(toStatus, 0.99))}`);
-console.log(`create → Ready:             p50 ${s(quantile(toReady, 0.5))}, p99 ${s(quantile(toReady, 0.99))}`);
-console.log(`reconciles: ${reconciles} ok, ${errors} failed`);
-console.log(`operator peak RSS:          ${rss.toFixed(0)} MiB   (goal ≤ 150 MB)`);
-if (ready.size < CRS) process.exitCode = 1;
+const handle = await startCluster({ nodes: NODES, gpusPerNode: 8, product: 'NVIDIA-H100-80GB-HBM3' });
+const client = clientFor(handle.kubeconfig);
+console.log(`cluster up with ${NODES} Ready nodes in ${s(Date.now() - t0)}`);
+
+try {
+  const crd = parse(readFileSync(join(REPO, 'crds', 'inference.pagoda.dev_inferencedeployments.yaml'), 'utf8'));
+  await client.apply(objectPath(RESOURCES.crd, undefined, crd.metadata.name), crd, 'bench');
+  await client.create(collectionPath(RESOURCES.namespace), {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: NS },
+  });
+  for (;;) {
+    try {
+      await client.get(collectionPath(RESOURCES.inferenceDeployment, NS));
+      await client.get(
+        objectPath({ group: '', version: 'v1', plural: 'serviceaccounts', namespaced: true }, NS, 'default'),
+      );
+      break;
+    } catch {
+      await sleep(200);
+    }
+  }
+  if (BASELINE) await baseline();
+  else await withOperator();
+} finally {
+  await stopCluster();
+}
+
+async function baseline(): Promise<void> {
+  const start = Date.now();
+  await forEachParallel(CRS, 32, async (i) => {
+    const r = planFor({ ...crFor(i), metadata: { ...crFor(i).metadata, uid: 'none' } } as never, { defaultImage: 'x' });
+    if (!r.planned) throw new Error(r.message);
+    const dep = r.children.deployment;
+    delete (dep.metadata as Obj).ownerReferences;
+    await client.create(collectionPath(RESOURCES.deployment, NS), dep);
+  });
+  const created = Date.now() - start;
+  let ready = 0;
+  while (ready < CRS && Date.now() - start < 600_000) {
+    const list = await client.list<Obj>(collectionPath(RESOURCES.deployment, NS));
+    ready = list.items.filter((d) => (d.status?.readyReplicas ?? 0) >= 1).length;
+    await sleep(250);
+  }
+  console.log('');
+  console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB`);
+  console.log(`Deployments created in:     ${s(created)}`);
+  console.log(
+    `time until all Ready:       ${s(Date.now() - start)}   (${ready}/${CRS}; control plane only, no operator)`,
+  );
+}
+
+async function withOperator(): Promise<void> {
+  let output = '';
+  const operator = spawn(
+    process.execPath,
+    [join(REPO, 'operator', 'src', 'main.ts'), '--http-port=0', '--http-host=127.0.0.1', `--concurrency=${WORKERS}`],
+    { env: { ...process.env, KUBECONFIG: handle.kubeconfig }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  operator.stdout.on('data', (d) => {
+    output += d;
+  });
+  operator.stderr.on('data', (d) => {
+    output += d;
+  });
+  try {
+    let port = 0;
+    for (let i = 0; i < 300 && !port; i++) {
+      await sleep(100);
+      port = Number(/"msg":"pagoda operator started".*?"http":"[^"]*:(\d+)"/.exec(output)?.[1] ?? 0);
+    }
+    if (!port) throw new Error(`the operator did not start: ${output}`);
+    for (;;) {
+      const r = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+      if (r?.status === 200) break;
+      await sleep(100);
+    }
+
+    const created = new Map<string, number>();
+    const start = Date.now();
+    await forEachParallel(CRS, 32, async (i) => {
+      await client.create(collectionPath(RESOURCES.inferenceDeployment, NS), crFor(i));
+      created.set(`m-${i}`, Date.now());
+    });
+    const appliedMs = Date.now() - start;
+
+    const firstStatus = new Map<string, number>();
+    const ready = new Map<string, number>();
+    while (ready.size < CRS && Date.now() - start < 600_000) {
+      const list = await client.list<Obj>(collectionPath(RESOURCES.inferenceDeployment, NS));
+      const now = Date.now();
+      for (const cr of list.items) {
+        const name = cr.metadata.name as string;
+        if (cr.status?.observedGeneration && !firstStatus.has(name)) firstStatus.set(name, now);
+        if (!ready.has(name) && cr.status?.conditions?.some((c: Obj) => c.type === 'Ready' && c.status === 'True')) {
+          ready.set(name, now);
+        }
+      }
+      await sleep(250);
+    }
+    const allReadyMs = Date.now() - start;
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const rss = peakRssMiB(operator.pid as number);
+    const lat = (m: Map<string, number>) =>
+      [...m].map(([name, t]) => t - (created.get(name) ?? start)).sort((a, b) => a - b);
+    const q = (name: string, p: number) => s(histogramQuantile(metrics, name, p) * 1000);
+
+    console.log('');
+    console.log(
+      `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
+    );
+    console.log(`InferenceDeployments Ready: ${ready.size}/${CRS}${ready.size < CRS ? ' (TIMED OUT)' : ''}`);
+    console.log(`create calls took:          ${s(appliedMs)}`);
+    console.log(`time until all Ready:       ${s(allReadyMs)}   (goal ≤ 30 s)`);
+    const rec = 'pagoda_operator_reconcile_duration_seconds';
+    console.log(`reconcile duration:         p50 ${q(rec, 0.5)}, p99 ${q(rec, 0.99)}   (goal p99 ≤ 1 s)`);
+    const wait = 'pagoda_operator_queue_wait_seconds';
+    console.log(`queue wait:                 p50 ${q(wait, 0.5)}, p99 ${q(wait, 0.99)}`);
+    const toStatus = lat(firstStatus);
+    const toReady = lat(ready);
+    console.log(`create → first status:      p50 ${s(quantile(toStatus, 0.5))}, p99 ${s(quantile(toStatus, 0.99))}`);
+    console.log(`create → Ready:             p50 ${s(quantile(toReady, 0.5))}, p99 ${s(quantile(toReady, 0.99))}`);
+    const count = (re: RegExp) => metrics.match(re)?.[1] ?? '?';
+    console.log(
+      `reconciles:                 ${count(/^pagoda_operator_reconcile_total\{result="success"\} (\d+)/m)} ok, ` +
+        `${count(/^pagoda_operator_reconcile_errors_total (\d+)/m)} failed`,
+    );
+    console.log(`operator peak RSS:          ${rss.toFixed(0)} MiB   (goal ≤ 150 MB)`);
+    console.log(`load average after:         ${loadavg()[0]?.toFixed(2)}`);
+    if (ready.size < CRS) process.exitCode = 1;
+  } finally {
+    operator.kill('SIGTERM');
+    await new Promise((r) => operator.on('exit', r));
+  }
+}

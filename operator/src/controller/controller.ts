@@ -14,6 +14,7 @@ import type { PlanOptions } from '../plan/plan.ts';
 import { WorkQueue } from './queue.ts';
 import { AppliedMemo, type ChildObject, type ReconcileDeps, reconcile } from './reconcile.ts';
 import type { DeploymentView, PodView } from './status.ts';
+import { trimCustomResource, trimDeployment, trimPod, trimToMetadata } from './trim.ts';
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -57,6 +58,7 @@ export class Controller {
     name: string,
     resource: Resource,
     toKey: (obj: T, type: EventType) => string | undefined,
+    transform: (obj: T) => T,
     labelSelector?: string,
   ): ResilientInformer<T> {
     const { log, metrics } = this.o;
@@ -65,6 +67,7 @@ export class Controller {
       client: this.o.client,
       path: collectionPath(resource, this.o.namespace),
       ...(labelSelector ? { labelSelector } : {}),
+      transform,
       onEvent: (type, obj) => {
         const key = toKey(obj, type);
         if (key) this.queue?.add(key);
@@ -128,22 +131,25 @@ export class Controller {
       'inferencedeployments',
       RESOURCES.inferenceDeployment,
       (obj) => (obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : undefined),
+      trimCustomResource,
     );
     this.crs = crs;
     const deployments = this.informer<Labelled & DeploymentView>(
       'deployments',
       RESOURCES.deployment,
       ownerKey,
+      trimDeployment,
       CHILD_SELECTOR,
     );
-    const services = this.informer<Labelled>('services', RESOURCES.service, ownerKey, CHILD_SELECTOR);
+    const services = this.informer<Labelled>('services', RESOURCES.service, ownerKey, trimToMetadata, CHILD_SELECTOR);
     const pdbs = this.informer<Labelled>(
       'poddisruptionbudgets',
       RESOURCES.podDisruptionBudget,
       ownerKey,
+      trimToMetadata,
       CHILD_SELECTOR,
     );
-    const pods = this.informer<Labelled & PodView>('pods', RESOURCES.pod, ownerKey, CHILD_SELECTOR);
+    const pods = this.informer<Labelled & PodView>('pods', RESOURCES.pod, ownerKey, trimPod, CHILD_SELECTOR);
 
     const deps: ReconcileDeps = {
       client: this.o.client,
