@@ -86,6 +86,12 @@ function peakRssMiB(pid: number): number {
   return kb / 1024;
 }
 
+/** CPU seconds (user + system) a process has used, Linux. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
 /** Runs fn for 0..n-1 with bounded parallelism (as `kubectl apply -f dir/` of many files would). */
 async function forEachParallel(n: number, parallel: number, fn: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
@@ -206,6 +212,7 @@ async function withOperator(): Promise<void> {
     const allReadyMs = Date.now() - start;
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const rss = peakRssMiB(operator.pid as number);
+    const cpu = cpuSeconds(operator.pid as number);
     const lat = (m: Map<string, number>) =>
       [...m].map(([name, t]) => t - (created.get(name) ?? start)).sort((a, b) => a - b);
     const q = (name: string, p: number) => s(histogramQuantile(metrics, name, p) * 1000);
@@ -231,6 +238,12 @@ async function withOperator(): Promise<void> {
         `${count(/^pagoda_operator_reconcile_errors_total (\d+)/m)} failed`,
     );
     console.log(`operator peak RSS:          ${rss.toFixed(0)} MiB   (goal ≤ 150 MB)`);
+    console.log(`operator CPU time:          ${cpu.toFixed(1)} s`);
+    const mib = (re: RegExp) => (Number(metrics.match(re)?.[1] ?? Number.NaN) / 2 ** 20).toFixed(0);
+    console.log(
+      `operator heap at the end:   ${mib(/^pagoda_operator_nodejs_heap_size_used_bytes (\S+)/m)} MiB used of ` +
+        `${mib(/^pagoda_operator_nodejs_heap_size_total_bytes (\S+)/m)} MiB`,
+    );
     console.log(`load average after:         ${loadavg()[0]?.toFixed(2)}`);
     if (ready.size < CRS) process.exitCode = 1;
   } finally {

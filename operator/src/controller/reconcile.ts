@@ -121,12 +121,15 @@ function controlledBy(obj: ChildObject, cr: InferenceDeployment): boolean {
   return !!obj.metadata.ownerReferences?.some((r) => r.controller && r.uid === cr.metadata.uid);
 }
 
-/** Applies one child unless the memo says it is unchanged; returns the object as the server has it. */
+/**
+ * Applies one child unless the memo says it is unchanged; returns the object as the server has it, and
+ * whether this apply created it.
+ */
 async function ensureChild(
   deps: ReconcileDeps,
   cr: InferenceDeployment,
   c: ChildSpec,
-): Promise<ChildObject | undefined> {
+): Promise<{ obj: ChildObject; created: boolean }> {
   const { name, namespace } = c.desired.metadata;
   const memoKey = `${namespace}/${cr.metadata.name}/${c.kind}`;
   const hash = createHash('sha256').update(JSON.stringify(c.desired)).digest('hex');
@@ -134,7 +137,7 @@ async function ensureChild(
   if (current && !controlledBy(current, cr)) {
     throw new NameConflict(`a ${c.kind} named ${name} exists and is not controlled by this InferenceDeployment`);
   }
-  if (current && deps.memo.matches(memoKey, hash, c.marker(current))) return current;
+  if (current && deps.memo.matches(memoKey, hash, c.marker(current))) return { obj: current, created: false };
   const path = objectPath(c.resource, namespace, name);
   let res: { status: number; body: ChildObject };
   if (current) {
@@ -156,8 +159,7 @@ async function ensureChild(
   }
   deps.memo.set(memoKey, hash, c.marker(res.body));
   // 201: the apply created it (first reconcile, or the child had been deleted).
-  if (res.status === 201) deps.events.record(cr, 'Normal', 'Created', `Created ${c.kind} ${name}`);
-  return res.body;
+  return { obj: res.body, created: res.status === 201 };
 }
 
 function conditionOf(status: InferenceDeploymentStatus | undefined, type: Condition['type']): Condition | undefined {
@@ -212,9 +214,13 @@ export async function reconcile(deps: ReconcileDeps, key: string): Promise<Queue
   let failure: unknown;
   if (plan.planned) {
     try {
-      const [dep] = await Promise.all(childSpecs(deps, plan.children).map((c) => ensureChild(deps, cr, c)));
+      const specs = childSpecs(deps, plan.children);
+      const results = await Promise.all(specs.map((c) => ensureChild(deps, cr, c)));
       // The applied Deployment is fresher than the cache (its spec is ours, its status the last known).
-      if (dep) deployment = dep as ChildObject & DeploymentView;
+      if (results[0]) deployment = results[0].obj as ChildObject & DeploymentView;
+      const created = specs.filter((_, i) => results[i]?.created).map((c) => c.kind);
+      // One Event for what one reconcile created: three per new InferenceDeployment would be noise.
+      if (created.length) deps.events.record(cr, 'Normal', 'Created', `Created ${created.join(', ')} ${name}`);
     } catch (e) {
       failure = e;
       applyError = {
