@@ -9,10 +9,11 @@
  * alone (controller manager, scheduler, kwok) needs on this machine, the floor under the first figure.
  *
  * It runs its own cluster in .cluster/bench (a running dev cluster is left alone) and stops it.
- * Environment: BENCH_NODES (1000), BENCH_CRS (500), BENCH_CONCURRENCY (operator workers, 8).
+ * Environment: BENCH_NODES (1000), BENCH_CRS (500), BENCH_CONCURRENCY (operator workers, 8),
+ * BENCH_OPERATOR (js: the stripped JavaScript the operator image runs, default; ts: `npm run operator`).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,11 +25,13 @@ process.env.PAGODA_CLUSTER_DIR ??= join(REPO, '.cluster', 'bench');
 const { startCluster, stopCluster, clientFor } = await import('../../scripts/cluster/cluster.ts');
 const { collectionPath, objectPath, RESOURCES } = await import('../../operator/src/kube/rest.ts');
 const { planFor } = await import('../../operator/src/plan/plan.ts');
+const { buildOperatorJs } = await import('../../operator/tools/build-js.ts');
 
 const NODES = Number(process.env.BENCH_NODES ?? 1000);
 const CRS = Number(process.env.BENCH_CRS ?? 500);
 const WORKERS = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const BASELINE = process.argv.includes('--baseline');
+const FLAVOUR = process.env.BENCH_OPERATOR === 'ts' ? 'ts' : 'js';
 const NS = 'bench';
 
 // biome-ignore lint/suspicious/noExplicitAny: API objects are read by path
@@ -106,7 +109,7 @@ const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const t0 = Date.now();
 console.log(
   `bench:operator${BASELINE ? ' --baseline' : ''}: ${NODES} nodes × 8 GPUs, ${CRS} InferenceDeployments` +
-    `${BASELINE ? '' : `, ${WORKERS} workers`}; load average before: ${loadavg()[0]?.toFixed(2)}`,
+    `${BASELINE ? '' : `, ${WORKERS} workers, operator as ${FLAVOUR}`}; load average before: ${loadavg()[0]?.toFixed(2)}`,
 );
 const handle = await startCluster({ nodes: NODES, gpusPerNode: 8, product: 'NVIDIA-H100-80GB-HBM3' });
 const client = clientFor(handle.kubeconfig);
@@ -163,9 +166,17 @@ async function baseline(): Promise<void> {
 
 async function withOperator(): Promise<void> {
   let output = '';
+  let main = join(REPO, 'operator', 'src', 'main.ts');
+  if (FLAVOUR === 'js') {
+    const out = join(process.env.PAGODA_CLUSTER_DIR as string, 'operator-js');
+    rmSync(out, { recursive: true, force: true });
+    buildOperatorJs(out);
+    symlinkSync(join(REPO, 'node_modules'), join(out, 'node_modules'));
+    main = join(out, 'operator', 'src', 'main.js');
+  }
   const operator = spawn(
     process.execPath,
-    [join(REPO, 'operator', 'src', 'main.ts'), '--http-port=0', '--http-host=127.0.0.1', `--concurrency=${WORKERS}`],
+    [main, '--http-port=0', '--http-host=127.0.0.1', `--concurrency=${WORKERS}`],
     { env: { ...process.env, KUBECONFIG: handle.kubeconfig }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   operator.stdout.on('data', (d) => {
