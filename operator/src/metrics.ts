@@ -28,7 +28,7 @@ export class OperatorMetrics {
   readonly queueWait = new Histogram({
     name: 'pagoda_operator_queue_wait_seconds',
     help: 'Time a key waited in the queue before its reconcile started.',
-    buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
     registers: [this.registry],
   });
   readonly leader = new Gauge({

@@ -57,7 +57,7 @@ export class Controller {
   private informer<T extends Labelled>(
     name: string,
     resource: Resource,
-    toKey: (obj: T, type: EventType) => string | undefined,
+    toKey: (obj: T, type: EventType, old?: T) => string | undefined,
     transform: (obj: T) => T,
     labelSelector?: string,
   ): ResilientInformer<T> {
@@ -68,8 +68,8 @@ export class Controller {
       path: collectionPath(resource, this.o.namespace),
       ...(labelSelector ? { labelSelector } : {}),
       transform,
-      onEvent: (type, obj) => {
-        const key = toKey(obj, type);
+      onEvent: (type, obj, old) => {
+        const key = toKey(obj, type, old);
         if (key) this.queue?.add(key);
       },
       onResync: () => {
@@ -130,7 +130,14 @@ export class Controller {
     const crs = this.informer<InferenceDeployment & Labelled>(
       'inferencedeployments',
       RESOURCES.inferenceDeployment,
-      (obj) => (obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : undefined),
+      (obj, type, old) => {
+        // Status writes (ours, mostly) do not change what to do: only spec changes (generation) and
+        // deletion do. Everything else is caught by child events and the periodic resync.
+        if (type === 'update' && old && old.metadata.generation === obj.metadata.generation) {
+          if (!obj.metadata.deletionTimestamp || old.metadata.deletionTimestamp) return undefined;
+        }
+        return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : undefined;
+      },
       trimCustomResource,
     );
     this.crs = crs;

@@ -21,7 +21,8 @@ export interface InformerOptions<T extends Named> {
   /** Collection path, e.g. /apis/apps/v1/deployments. */
   path: string;
   labelSelector?: string;
-  onEvent: (type: EventType, obj: T) => void;
+  /** old: the cached object an update replaces. */
+  onEvent: (type: EventType, obj: T, old?: T) => void;
   onResync?: () => void;
   onRestart?: (error: unknown, retryInMs: number) => void;
   /**
@@ -100,7 +101,7 @@ export class ResilientInformer<T extends Named> {
       const old = this.store.get(k);
       this.store.set(k, obj);
       if (!old) this.o.onEvent('add', obj);
-      else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.o.onEvent('update', obj);
+      else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.o.onEvent('update', obj, old);
     }
     this.resourceVersion = list.metadata.resourceVersion ?? '';
     this.synced = true;
@@ -121,9 +122,10 @@ export class ResilientInformer<T extends Named> {
       this.store.delete(k);
       this.o.onEvent('delete', obj);
     } else {
-      const existed = this.store.has(k);
+      const old = this.store.get(k);
       this.store.set(k, obj);
-      this.o.onEvent(existed ? 'update' : 'add', obj);
+      if (old) this.o.onEvent('update', obj, old);
+      else this.o.onEvent('add', obj);
     }
   }
 
