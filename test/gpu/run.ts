@@ -2,7 +2,8 @@
  * `npm run test:gpu`: every GPU test, then a summary —
  *   1. kernels against their CPU references over a grid of shapes (kernels/tests/check_kernels.cu);
  *   2. whole models on the CUDA backend against HF transformers (random weights made on the GPU by
- *      make_models.py) and against the CPU backend (whole-model.ts).
+ *      make_models.py) and against the CPU backend (whole-model.ts);
+ *   3. the HTTP server on the CUDA backend, end to end (serve-smoke.ts).
  * Without a GPU it says so and fails, unless invoked as `npm run test:gpu -- --skip-if-no-gpu`.
  * Needs a CUDA build of the engine (PAGODA_CUDA=1 npm run build:native) and python3 with torch and
  * transformers for the references.
