@@ -10,7 +10,7 @@ import { EngineError } from './engine/engine.ts';
 import { defaultSamplingParams } from './engine/sampling-params.ts';
 import { ModelLoadError } from './model/errors.ts';
 import { DownloadError, downloadModel } from './model/hf-download.ts';
-import { loadNative } from './native/index.ts';
+import { cudaUsable } from './native/index.ts';
 import { startEngine } from './runtime.ts';
 import { serve } from './server/server.ts';
 
@@ -46,13 +46,6 @@ const GENERATE_HELP = `Usage: pagoda generate --prompt TEXT [flags]
   --seed N               Seed for sampling.
 Any \`pagoda serve\` flag that shapes the engine also applies (--model, --device, --threads, ...).`;
 
-function cudaBuilt(): boolean {
-  try {
-    return loadNative().cuda;
-  } catch {
-    return false;
-  }
-}
 
 async function generate(argv: string[]): Promise<void> {
   const own = {
@@ -78,7 +71,7 @@ async function generate(argv: string[]): Promise<void> {
   }
   const { values } = parseArgs({ args: mine, options: own, strict: true });
   if (!values.prompt) throw new ConfigError('--prompt is required (pagoda generate --help)');
-  const cfg = parseServeArgs(engineArgs, process.env, cudaBuilt());
+  const cfg = parseServeArgs(engineArgs, process.env, cudaUsable());
   const { engine } = await startEngine(cfg, log);
   const tok = engine.model.tokenizer;
   let prompt: number[];
@@ -151,7 +144,7 @@ export async function main(argv: string[]): Promise<void> {
         console.log(serveHelp());
         return;
       }
-      await serve(parseServeArgs(rest, process.env, cudaBuilt()), log);
+      await serve(parseServeArgs(rest, process.env, cudaUsable()), log);
       return;
     }
     if (command === 'generate') {

@@ -29,6 +29,7 @@ export async function startEngine(cfg: RuntimeConfig, log: (msg: string) => void
     maxNumBatchedTokens: cfg.maxNumBatchedTokens,
     maxNumSeqs: cfg.maxNumSeqs,
     tensorParallelSize: cfg.tensorParallelSize,
+    maxModelLen: Math.min(cfg.maxModelLen ?? model.config.maxPositionEmbeddings, model.config.maxPositionEmbeddings),
   };
   if (cfg.numKvBlocks !== undefined) options.numBlocks = cfg.numKvBlocks;
   if (cfg.kvCacheMemory !== undefined) options.kvCacheBytes = cfg.kvCacheMemory;

@@ -131,6 +131,8 @@ EngineOptions read_engine_options(const Napi::Object& o) {
   e.max_num_batched_tokens = static_cast<int32_t>(number(o, "maxNumBatchedTokens", 2048));
   e.max_num_seqs = static_cast<int32_t>(number(o, "maxNumSeqs", 256));
   e.tensor_parallel_size = static_cast<int32_t>(number(o, "tensorParallelSize", 1));
+  e.max_model_len = static_cast<int32_t>(number(o, "maxModelLen", 0));
+  e.enable_cuda_graphs = boolean(o, "enableCudaGraphs", true);
   return e;
 }
 

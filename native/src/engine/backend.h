@@ -22,6 +22,8 @@ struct EngineOptions {
   int32_t max_num_batched_tokens = 2048;  // largest step, for workspace sizing
   int32_t max_num_seqs = 256;
   int32_t tensor_parallel_size = 1;
+  int32_t max_model_len = 0;         // longest sequence a step may hold (sizes block tables); 0 = unknown
+  bool enable_cuda_graphs = true;    // CUDA: replay captured decode steps
 };
 
 struct BackendInfo {

@@ -45,6 +45,10 @@ export class OutputProcessor {
     if (minReached && !p.ignoreEos && this.eosIds.has(token)) return this.finish('stop', undefined);
     if (minReached && p.stopTokenIds.includes(token)) return this.finish('stop', token);
 
+    if (!p.detokenize) {
+      if (this.numOutput >= p.maxTokens || atMaxModelLen) return this.finish('length', undefined);
+      return { delta: '', finished: false };
+    }
     const prevLen = this.text.length;
     this.text += this.detok.push(token);
     if (minReached && p.stop.length > 0) {

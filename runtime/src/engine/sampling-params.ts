@@ -20,6 +20,8 @@ export interface SamplingParams {
   logprobs: number | undefined;
   includeStopStrInOutput: boolean;
   skipSpecialTokens: boolean;
+  /** false: token ids only (no text, no stop strings), for offline throughput work */
+  detokenize: boolean;
 }
 
 export const MAX_LOGPROBS = 20;
@@ -42,6 +44,7 @@ export function defaultSamplingParams(overrides: Partial<SamplingParams> = {}): 
     logprobs: undefined,
     includeStopStrInOutput: false,
     skipSpecialTokens: true,
+    detokenize: true,
     ...overrides,
   };
 }

@@ -20,6 +20,9 @@ export interface EngineOptions {
   maxNumBatchedTokens?: number;
   maxNumSeqs?: number;
   tensorParallelSize?: number;
+  /** longest sequence (prompt + output) a step may hold; sizes the CUDA backend's block tables */
+  maxModelLen?: number;
+  enableCudaGraphs?: boolean;
 }
 
 export interface BackendInfo {
@@ -73,7 +76,16 @@ export interface NativeEngine {
   close(): void;
 }
 
+export interface DeviceMemory {
+  free: number;
+  total: number;
+}
+
 interface NativeModule {
+  /** CUDA devices visible (CUDA builds only; 0 without a GPU or driver). */
+  gpuCount?: () => number;
+  /** GPU memory of device 0 (CUDA builds only). */
+  deviceMemory?: () => DeviceMemory;
   Engine: new () => NativeEngine;
   /** Decodes one tensor as the loader would (dequantized, rope permutation undone). */
   decodeTensor(entry: TensorEntry): Float32Array;
@@ -102,6 +114,16 @@ export function loadNative(): NativeModule {
     );
   }
   return cached;
+}
+
+/** Whether `--device auto` should pick CUDA: a CUDA build and at least one visible GPU. */
+export function cudaUsable(): boolean {
+  try {
+    const m = loadNative();
+    return m.cuda && (m.gpuCount?.() ?? 0) > 0;
+  } catch {
+    return false;
+  }
 }
 
 export function createNativeEngine(): NativeEngine {

@@ -121,7 +121,7 @@ export function samplingParams(
   return defaultSamplingParams({
     temperature: body.temperature ?? 1,
     topP: body.top_p ?? 1,
-    topK: Math.max(topK, 0),
+    topK: Math.max(0, topK),
     minP: body.min_p ?? 0,
     presencePenalty: body.presence_penalty ?? 0,
     frequencyPenalty: body.frequency_penalty ?? 0,

@@ -1,0 +1,356 @@
+// Paged decode attention: one new query token per sequence attends to its whole cached context.
+//
+// GQA-aware: a CTA serves GC query heads that share one KV head, so each cached K/V row is read once
+// for all of them. Split-K: long contexts are cut into `splits` ranges processed by separate CTAs; a
+// reduction pass merges their (max, sum, output) triples.
+//
+// Thread layout (D = head dim): TPT = D / DPT threads share one token, DPT dims each (16 when a CTA
+// serves at most 4 query heads, else 8 to bound registers); a warp covers 32 / TPT tokens at a time;
+// 4 warps. UNROLL token groups are loaded before any arithmetic, and the online softmax is updated
+// once per group (one max and one rescale for UNROLL tokens), which keeps the instruction count per
+// byte low enough for the loop to run at memory speed. The block-table entries of the CTA's range are
+// staged in shared memory, so computing a K/V address needs no dependent global load.
+#pragma once
+#include <algorithm>
+
+#include "common.cuh"
+
+namespace pagoda::kernels {
+
+struct DecodeAttentionParams {
+  const bf16* q;                // [*, Hq, D] query rows, row stride q_stride elements
+  const bf16* k_cache;          // [num_blocks, Hkv, block_size, D]
+  const bf16* v_cache;          // [num_blocks, Hkv, block_size, D]
+  const int32_t* block_tables;  // [num_seqs, max_blocks]
+  const int32_t* context_lens;  // [num_seqs] tokens in the cache, the new one included; 0 = padding entry
+  const int32_t* entry_seq;     // [E] sequence of each decode entry (null: entry e is sequence e)
+  const int32_t* entry_row;     // [E] token row of q and out for each entry (null: row e)
+  bf16* out;                    // [*, Hq, D] row stride out_stride elements
+  float* partial_acc;           // [E, Hq, splits, D] (splits > 1)
+  float* partial_ml;            // [E, Hq, splits, 2] (splits > 1): running max (log2 domain) and sum
+  int E, Hq, Hkv, block_size, max_blocks, splits, q_stride, out_stride;
+  float scale;
+};
+
+namespace detail {
+
+constexpr int kDecodeWarps = 4;
+constexpr int kDecodeWindow = 512;  // block-table entries staged in shared memory at a time
+
+template <int N>
+__device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[N], float m2, float l2, const float (&acc2)[N]) {
+  const float mx = fmaxf(m, m2);
+  const float a = (m == -INFINITY) ? 0.0f : exp2f(m - mx);
+  const float b = (m2 == -INFINITY) ? 0.0f : exp2f(m2 - mx);
+  l = l * a + l2 * b;
+#pragma unroll
+  for (int i = 0; i < N; i++) acc[i] = acc[i] * a + acc2[i] * b;
+  m = mx;
+}
+
+}  // namespace detail
+
+template <int GC>
+__host__ __device__ constexpr int decode_dims_per_thread() {
+  return GC <= 4 ? 16 : 8;
+}
+
+/** Token groups loaded per softmax update: fewer when each thread holds 16 dims (registers). */
+template <int GC>
+__host__ __device__ constexpr int decode_default_unroll() {
+  return decode_dims_per_thread<GC>() == 16 ? 2 : 4;
+}
+
+// Grid: (Hq / GC, E, splits). Block: 128.
+template <int D, int GC, int UNROLL = decode_default_unroll<GC>()>
+__global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionParams p) {
+  using namespace detail;
+  constexpr int DPT = decode_dims_per_thread<GC>();
+  constexpr int VEC = DPT / 8;             // 16-byte loads per row per thread
+  constexpr int TPT = D / DPT;             // threads per token
+  constexpr int TOK_PER_WARP = 32 / TPT;
+  constexpr int TOK_PER_ITER = kDecodeWarps * TOK_PER_WARP;
+  constexpr int TOK_PER_GROUP = TOK_PER_ITER * UNROLL;
+  __shared__ int32_t tbl[kDecodeWindow];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lane_tok = lane / TPT, dim0 = (lane % TPT) * DPT;
+  const int h0 = blockIdx.x * GC;                 // first query head of this CTA
+  const int kvh = h0 / (p.Hq / p.Hkv);            // its KV head
+  const int e = blockIdx.y, split = blockIdx.z;
+  const int seq = p.entry_seq ? p.entry_seq[e] : e;
+  const int row = p.entry_row ? p.entry_row[e] : e;
+  const int ctx = p.context_lens[seq];
+  const int chunk = (ctx + p.splits - 1) / p.splits;
+  const int start = split * chunk, end = min(ctx, start + chunk);
+  const int32_t* table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks;
+  const int bs = p.block_size;
+  constexpr float LOG2E = 1.4426950408889634f;
+
+  float q[GC][DPT];
+#pragma unroll
+  for (int g = 0; g < GC; g++) {
+#pragma unroll
+    for (int v = 0; v < VEC; v++) {
+      float tmp[8];
+      unpack8(*reinterpret_cast<const Bf16x8*>(p.q + static_cast<int64_t>(row) * p.q_stride + (h0 + g) * D + dim0 + 8 * v), tmp);
+#pragma unroll
+      for (int i = 0; i < 8; i++) q[g][8 * v + i] = tmp[i] * (p.scale * LOG2E);  // scores in the log2 domain
+    }
+  }
+  float m[GC], l[GC], acc[GC][DPT];
+#pragma unroll
+  for (int g = 0; g < GC; g++) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < DPT; i++) acc[g][i] = 0.0f;
+  }
+
+  const int first_block = start / bs;
+  const int end_block = end > start ? (end - 1) / bs + 1 : first_block;
+  for (int wb = first_block; wb < end_block; wb += kDecodeWindow) {
+    const int nb = min(kDecodeWindow, end_block - wb);
+    __syncthreads();
+    for (int i = threadIdx.x; i < nb; i += blockDim.x) tbl[i] = table[wb + i];
+    __syncthreads();
+    const int w_start = max(start, wb * bs), w_end = min(end, (wb + nb) * bs), base_off = wb * bs;
+    for (int base = w_start; base < w_end; base += TOK_PER_GROUP) {
+      uint4 kr[UNROLL][VEC], vr[UNROLL][VEC];
+      bool valid[UNROLL];
+#pragma unroll
+      for (int u = 0; u < UNROLL; u++) {
+        const int tok = base + u * TOK_PER_ITER + warp * TOK_PER_WARP + lane_tok;
+        valid[u] = tok < w_end;
+        const int rel = valid[u] ? tok - base_off : 0;
+        const int64_t off = ((static_cast<int64_t>(tbl[rel / bs]) * p.Hkv + kvh) * bs + rel % bs) * D + dim0;
+#pragma unroll
+        for (int v = 0; v < VEC; v++) {
+          if (valid[u]) {
+            kr[u][v] = *reinterpret_cast<const uint4*>(p.k_cache + off + 8 * v);
+            vr[u][v] = *reinterpret_cast<const uint4*>(p.v_cache + off + 8 * v);
+          } else {
+            kr[u][v] = make_uint4(0, 0, 0, 0);
+            vr[u][v] = make_uint4(0, 0, 0, 0);
+          }
+        }
+      }
+      // scores of the group's tokens for every head
+      float s[UNROLL][GC];
+#pragma unroll
+      for (int u = 0; u < UNROLL; u++) {
+#pragma unroll
+        for (int g = 0; g < GC; g++) s[u][g] = 0.0f;
+#pragma unroll
+        for (int v = 0; v < VEC; v++) {
+          float k[8];
+          unpack8(*reinterpret_cast<const Bf16x8*>(&kr[u][v]), k);
+#pragma unroll
+          for (int g = 0; g < GC; g++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) s[u][g] = fmaf(q[g][8 * v + i], k[i], s[u][g]);
+        }
+#pragma unroll
+        for (int g = 0; g < GC; g++) {
+#pragma unroll
+          for (int o = TPT / 2; o > 0; o >>= 1) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], o);
+          if (!valid[u]) s[u][g] = -INFINITY;
+        }
+      }
+      // one softmax update for the group
+#pragma unroll
+      for (int g = 0; g < GC; g++) {
+        float mx = m[g];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) mx = fmaxf(mx, s[u][g]);
+        if (mx == -INFINITY) continue;  // nothing valid yet in this lane's tokens
+        const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
+        l[g] *= corr;
+#pragma unroll
+        for (int i = 0; i < DPT; i++) acc[g][i] *= corr;
+        m[g] = mx;
+      }
+#pragma unroll
+      for (int u = 0; u < UNROLL; u++) {
+#pragma unroll
+        for (int v = 0; v < VEC; v++) {
+          float val[8];
+          unpack8(*reinterpret_cast<const Bf16x8*>(&vr[u][v]), val);
+#pragma unroll
+          for (int g = 0; g < GC; g++) {
+            const float w = s[u][g] == -INFINITY ? 0.0f : exp2f(s[u][g] - m[g]);
+            if (v == 0) l[g] += w;
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[g][8 * v + i] = fmaf(w, val[i], acc[g][8 * v + i]);
+          }
+        }
+      }
+    }
+  }
+
+  // Merge the token lanes of a warp (lanes that differ by multiples of TPT hold the same dims).
+#pragma unroll
+  for (int o = TPT; o < 32; o <<= 1) {
+#pragma unroll
+    for (int g = 0; g < GC; g++) {
+      float m2 = __shfl_xor_sync(0xffffffffu, m[g], o), l2 = __shfl_xor_sync(0xffffffffu, l[g], o), a2[DPT];
+#pragma unroll
+      for (int i = 0; i < DPT; i++) a2[i] = __shfl_xor_sync(0xffffffffu, acc[g][i], o);
+      merge_state(m[g], l[g], acc[g], m2, l2, a2);
+    }
+  }
+  // Then the warps, through shared memory: [warp][g][TPT lanes][2 + DPT].
+  __shared__ float state[kDecodeWarps][GC][TPT][2 + DPT];
+  if (lane < TPT) {
+#pragma unroll
+    for (int g = 0; g < GC; g++) {
+      state[warp][g][lane][0] = m[g];
+      state[warp][g][lane][1] = l[g];
+#pragma unroll
+      for (int i = 0; i < DPT; i++) state[warp][g][lane][2 + i] = acc[g][i];
+    }
+  }
+  __syncthreads();
+  if (warp != 0 || lane >= TPT) return;
+#pragma unroll
+  for (int g = 0; g < GC; g++) {
+    for (int w = 1; w < kDecodeWarps; w++) {
+      float a2[DPT];
+#pragma unroll
+      for (int i = 0; i < DPT; i++) a2[i] = state[w][g][lane][2 + i];
+      merge_state(m[g], l[g], acc[g], state[w][g][lane][0], state[w][g][lane][1], a2);
+    }
+    const int h = h0 + g;
+    const float inv = l[g] > 0.0f ? 1.0f / l[g] : 0.0f;
+    if (p.splits == 1) {
+#pragma unroll
+      for (int v = 0; v < VEC; v++) {
+        float o[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) o[i] = acc[g][8 * v + i] * inv;
+        *reinterpret_cast<Bf16x8*>(p.out + static_cast<int64_t>(row) * p.out_stride + h * D + dim0 + 8 * v) = pack8(o);
+      }
+    } else {
+      const int64_t slot = (static_cast<int64_t>(e) * p.Hq + h) * p.splits + split;
+      float* pa = p.partial_acc + slot * D + dim0;
+#pragma unroll
+      for (int i = 0; i < DPT; i++) pa[i] = acc[g][i] * inv;
+      if (dim0 == 0) {
+        p.partial_ml[slot * 2] = m[g];
+        p.partial_ml[slot * 2 + 1] = l[g];
+      }
+    }
+  }
+}
+
+// Grid: (E, Hq). Block: D. Merges the splits of each (entry, head).
+template <int D>
+__global__ void decode_attention_reduce_kernel(DecodeAttentionParams p) {
+  const int e = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  const int row = p.entry_row ? p.entry_row[e] : e;
+  const int64_t base = (static_cast<int64_t>(e) * p.Hq + h) * p.splits;
+  float mx = -INFINITY;
+  for (int s = 0; s < p.splits; s++) mx = fmaxf(mx, p.partial_ml[(base + s) * 2]);
+  float num = 0.0f, den = 0.0f;
+  for (int s = 0; s < p.splits; s++) {
+    const float ms = p.partial_ml[(base + s) * 2];
+    if (ms == -INFINITY) continue;
+    const float w = p.partial_ml[(base + s) * 2 + 1] * exp2f(ms - mx);
+    num += w * p.partial_acc[(base + s) * D + d];
+    den += w;
+  }
+  p.out[static_cast<int64_t>(row) * p.out_stride + h * D + d] = __float2bfloat16(den > 0.0f ? num / den : 0.0f);
+}
+
+/** Largest divisor of the group size that is at most 8: query heads per CTA. */
+inline int decode_heads_per_cta(int group) {
+  for (int gc = 8; gc >= 1; gc--)
+    if (group % gc == 0) return gc;
+  return 1;
+}
+
+template <int D, int GC, int UNROLL = decode_default_unroll<GC>()>
+void launch_decode_gc(const DecodeAttentionParams& p, dim3 grid, cudaStream_t s) {
+  decode_attention_kernel<D, GC, UNROLL><<<grid, 128, 0, s>>>(p);
+}
+
+template <int D>
+void launch_decode_attention_d(const DecodeAttentionParams& p, cudaStream_t s) {
+  const int gc = decode_heads_per_cta(p.Hq / p.Hkv);
+  dim3 grid(p.Hq / gc, p.E, p.splits);
+  switch (gc) {
+    case 1: launch_decode_gc<D, 1>(p, grid, s); break;
+    case 2: launch_decode_gc<D, 2>(p, grid, s); break;
+    case 3: launch_decode_gc<D, 3>(p, grid, s); break;
+    case 4: launch_decode_gc<D, 4>(p, grid, s); break;
+    case 5: launch_decode_gc<D, 5>(p, grid, s); break;
+    case 6: launch_decode_gc<D, 6>(p, grid, s); break;
+    case 7: launch_decode_gc<D, 7>(p, grid, s); break;
+    default: launch_decode_gc<D, 8>(p, grid, s); break;
+  }
+  PAGODA_LAUNCH_CHECK("decode_attention_kernel");
+  if (p.splits > 1) {
+    decode_attention_reduce_kernel<D><<<dim3(p.E, p.Hq), D, 0, s>>>(p);
+    PAGODA_LAUNCH_CHECK("decode_attention_reduce_kernel");
+  }
+}
+
+inline void launch_decode_attention(const DecodeAttentionParams& p, int head_dim, cudaStream_t s) {
+  if (p.E == 0) return;
+  if (p.Hq % p.Hkv != 0) throw std::runtime_error("decode_attention: query heads must be a multiple of KV heads");
+  if (p.splits < 1) throw std::runtime_error("decode_attention: splits must be >= 1");
+  switch (head_dim) {
+    case 64: launch_decode_attention_d<64>(p, s); break;
+    case 128: launch_decode_attention_d<128>(p, s); break;
+    default: throw std::runtime_error("decode_attention: unsupported head_dim: " + std::to_string(head_dim) + " (supported: 64, 128)");
+  }
+}
+
+/** CTAs of the decode kernel that fit on one SM at once (for the split heuristic). */
+inline int decode_resident_ctas(int head_dim, int group) {
+  const int gc = decode_heads_per_cta(group);
+  int n = 0;
+  auto occ = [&](auto kernel) { PAGODA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 128, 0)); };
+#define PAGODA_OCC(DD)                                        \
+  switch (gc) {                                               \
+    case 1: occ(decode_attention_kernel<DD, 1>); break;       \
+    case 2: occ(decode_attention_kernel<DD, 2>); break;       \
+    case 3: occ(decode_attention_kernel<DD, 3>); break;       \
+    case 4: occ(decode_attention_kernel<DD, 4>); break;       \
+    case 5: occ(decode_attention_kernel<DD, 5>); break;       \
+    case 6: occ(decode_attention_kernel<DD, 6>); break;       \
+    case 7: occ(decode_attention_kernel<DD, 7>); break;       \
+    default: occ(decode_attention_kernel<DD, 8>); break;      \
+  }
+  if (head_dim == 64) {
+    PAGODA_OCC(64)
+  } else {
+    PAGODA_OCC(128)
+  }
+#undef PAGODA_OCC
+  return n > 0 ? n : 1;
+}
+
+/** Splits for a batch: as few as keep every SM busy to the end (whole waves of CTAs), with each split
+ *  at least `min_tokens` long. `max_context` 0 = unknown (graph capture): assume long contexts. */
+inline int decode_splits(int entries, int q_heads, int heads_per_cta, int max_context, int num_sms, int resident_per_sm,
+                         int max_splits, int min_tokens = 256) {
+  const int ctas = entries * (q_heads / heads_per_cta);
+  if (ctas == 0) return 1;
+  const int capacity = num_sms * resident_per_sm;
+  const int by_len = max_context > 0 ? std::max(1, max_context / min_tokens) : max_splits;
+  int best = 1;
+  double best_eff = 0;
+  for (int s = 1; s <= std::min(max_splits, by_len); s++) {
+    const int64_t work = static_cast<int64_t>(ctas) * s;
+    const int64_t waves = (work + capacity - 1) / capacity;
+    // useful share of the slot-time, mildly favouring fewer splits (each adds a merge)
+    const double eff = static_cast<double>(work) / static_cast<double>(waves * capacity) / (1.0 + 0.01 * s);
+    if (eff > best_eff + 1e-9) {
+      best_eff = eff;
+      best = s;
+    }
+  }
+  return best;
+}
+
+}  // namespace pagoda::kernels

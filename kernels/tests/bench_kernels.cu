@@ -1,0 +1,239 @@
+// Kernel benchmarks, printed as a table (the anchors from PyTorch are printed beside them by
+// test/gpu/run.ts in the same run):
+//   decode attention: achieved HBM bandwidth = bytes of K, V, q read once + output written, over time;
+//   prefill attention: TFLOP/s (causal: 4 * heads * D * sum of attended keys);
+//   the linear layers of one Qwen3-0.6B decode step (28 layers + LM head) on cuBLAS, graph-replayed.
+// Timing: CUDA events, warm-up, median of repeated runs, inputs rotated across several buffers so
+// repeated runs do not read from L2.
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "decode_attention.cuh"
+#include "prefill_attention.cuh"
+
+using namespace pagoda::kernels;
+
+template <typename F>
+float median_ms(F&& run, int iters = 30) {
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  for (int i = 0; i < 3; i++) run(i);
+  std::vector<float> t;
+  for (int i = 0; i < iters; i++) {
+    cudaEventRecord(a);
+    run(i);
+    cudaEventRecord(b);
+    cudaEventSynchronize(b);
+    float ms;
+    cudaEventElapsedTime(&ms, a, b);
+    t.push_back(ms);
+  }
+  PAGODA_CUDA_CHECK(cudaGetLastError());
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+__global__ void fill_random(bf16* p, size_t n, uint64_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint64_t z = (i + 1) * 0x9e3779b97f4a7c15ULL ^ seed;
+    z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ULL;
+    p[i] = __float2bfloat16((static_cast<float>(z >> 40) / 16777216.0f - 0.5f) * 2.0f);
+  }
+}
+
+bf16* random_device(size_t n, uint64_t seed) {
+  bf16* p;
+  PAGODA_CUDA_CHECK(cudaMalloc(&p, n * sizeof(bf16)));
+  fill_random<<<1024, 256>>>(p, n, seed);
+  return p;
+}
+
+int num_sms() {
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  return prop.multiProcessorCount;
+}
+
+void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int unroll = 0) {
+  const int Hq = 16, Hkv = 8, D = 128, sets = 3;
+  const int blocks_per_seq = ceil_div(ctx, bs);
+  const size_t blocks = static_cast<size_t>(B) * blocks_per_seq;
+  std::vector<int32_t> table(blocks);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), std::mt19937(1));  // scattered blocks, as a real cache
+  int32_t *dt, *dc;
+  PAGODA_CUDA_CHECK(cudaMalloc(&dt, blocks * 4));
+  PAGODA_CUDA_CHECK(cudaMalloc(&dc, B * 4));
+  cudaMemcpy(dt, table.data(), blocks * 4, cudaMemcpyHostToDevice);
+  std::vector<int32_t> ctxs(B, ctx);
+  cudaMemcpy(dc, ctxs.data(), B * 4, cudaMemcpyHostToDevice);
+  const size_t kv = blocks * Hkv * bs * D;
+  std::vector<bf16*> k(sets), v(sets), q(sets);
+  for (int s = 0; s < sets; s++) {
+    k[s] = random_device(kv, 3 * s + 1);
+    v[s] = random_device(kv, 3 * s + 2);
+    q[s] = random_device(static_cast<size_t>(B) * Hq * D, 3 * s + 3);
+  }
+  bf16* out;
+  float *pacc, *pml;
+  PAGODA_CUDA_CHECK(cudaMalloc(&out, static_cast<size_t>(B) * Hq * D * 2));
+  PAGODA_CUDA_CHECK(cudaMalloc(&pacc, static_cast<size_t>(B) * Hq * 64 * D * 4));
+  PAGODA_CUDA_CHECK(cudaMalloc(&pml, static_cast<size_t>(B) * Hq * 64 * 2 * 4));
+  const int gc = decode_heads_per_cta(Hq / Hkv);
+  const int splits = forced_splits > 0 ? forced_splits : decode_splits(B, Hq, gc, ctx, num_sms(), decode_resident_ctas(D, Hq / Hkv), 64);
+  const float ms = median_ms([&](int i) {
+    DecodeAttentionParams p{q[i % sets], k[i % sets], v[i % sets], dt, dc, nullptr, nullptr, out, pacc, pml, B, Hq, Hkv, bs,
+                            blocks_per_seq, splits, Hq * D, Hq * D, 0.088f};
+    if (unroll == 4) {  // the alternative register/softmax-batching trade-off, for comparison
+      launch_decode_gc<128, 2, 4>(p, dim3(Hq / 2, B, splits), nullptr);
+      if (splits > 1) decode_attention_reduce_kernel<128><<<dim3(B, Hq), 128>>>(p);
+    } else {
+      launch_decode_attention(p, D, nullptr);
+    }
+  });
+  const double bytes = 2.0 * kv * 2 + 2.0 * B * Hq * D * 2;
+  std::printf("decode attention  B=%-4d ctx=%-6d bs=%-3d splits=%-3d%s %9.1f us  %5.2f TB/s\n", B, ctx, bs, splits,
+              unroll == 4 ? " unroll4" : "        ", ms * 1e3, bytes / (ms * 1e-3) / 1e12);
+  for (int s = 0; s < sets; s++) {
+    cudaFree(k[s]);
+    cudaFree(v[s]);
+    cudaFree(q[s]);
+  }
+  cudaFree(out);
+  cudaFree(pacc);
+  cudaFree(pml);
+  cudaFree(dt);
+  cudaFree(dc);
+}
+
+void bench_prefill(int S, int len) {
+  const int Hq = 16, Hkv = 8, D = 128, bs = 16;
+  const int bps = ceil_div(len, bs);
+  const size_t blocks = static_cast<size_t>(S) * bps;
+  std::vector<int32_t> table(blocks), ctx(S, len), qs(S + 1), ts, tr;
+  std::iota(table.begin(), table.end(), 0);
+  for (int s = 0; s <= S; s++) qs[s] = s * len;
+  for (int s = 0; s < S; s++)
+    for (int r = 0; r < len; r += kPrefillRows) {
+      ts.push_back(s);
+      tr.push_back(r);
+    }
+  auto up = [](const std::vector<int32_t>& h) {
+    int32_t* d;
+    PAGODA_CUDA_CHECK(cudaMalloc(&d, h.size() * 4));
+    cudaMemcpy(d, h.data(), h.size() * 4, cudaMemcpyHostToDevice);
+    return d;
+  };
+  int32_t *dt = up(table), *dc = up(ctx), *dqs = up(qs), *dts = up(ts), *dtr = up(tr);
+  const size_t T = static_cast<size_t>(S) * len;
+  bf16* q = random_device(T * Hq * D, 7);
+  bf16* k = random_device(blocks * Hkv * bs * D, 8);
+  bf16* v = random_device(blocks * Hkv * bs * D, 9);
+  bf16* out;
+  PAGODA_CUDA_CHECK(cudaMalloc(&out, T * Hq * D * 2));
+  const float ms = median_ms([&](int) {
+    PrefillAttentionParams p{q, k, v, dt, dc, dqs, dts, dtr, out, static_cast<int>(ts.size()), Hq, Hkv, bs, bps, Hq * D, Hq * D, 0.088f};
+    launch_prefill_attention(p, D, nullptr);
+  }, 10);
+  const double keys = static_cast<double>(S) * len * (len + 1) / 2.0;
+  const double flops = 4.0 * Hq * D * keys;
+  std::printf("prefill attention %3d x %-5d causal             %9.1f us  %6.1f TFLOP/s  %8.0f tokens/s\n", S, len, ms * 1e3,
+              flops / (ms * 1e-3) / 1e12, T / (ms * 1e-3));
+  for (void* p : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(out), static_cast<void*>(dt),
+                  static_cast<void*>(dc), static_cast<void*>(dqs), static_cast<void*>(dts), static_cast<void*>(dtr)})
+    cudaFree(p);
+}
+
+void bench_linear_step() {
+  const int H = 1024, Q = 2048, KV = 1024, I = 3072, V = 151936, L = 28;
+  const int shapes[4][2] = {{Q + 2 * KV, H}, {H, Q}, {2 * I, H}, {H, I}};  // (N, K)
+  cublasHandle_t h;
+  cublasCreate(&h);
+  void* ws;
+  cudaMalloc(&ws, 32 << 20);
+  cublasSetWorkspace(h, ws, 32 << 20);
+  cudaStream_t s;
+  cudaStreamCreate(&s);
+  cublasSetStream(h, s);
+  std::vector<bf16*> w;
+  size_t wbytes = 0;
+  for (int l = 0; l < L; l++)
+    for (auto& sh : shapes) {
+      w.push_back(random_device(static_cast<size_t>(sh[0]) * sh[1], l * 7 + sh[0]));
+      wbytes += static_cast<size_t>(sh[0]) * sh[1] * 2;
+    }
+  bf16* lm = random_device(static_cast<size_t>(V) * H, 99);
+  wbytes += static_cast<size_t>(V) * H * 2;
+  bf16* x = random_device(256 * static_cast<size_t>(I), 5);
+  void* y;
+  cudaMalloc(&y, 256 * static_cast<size_t>(V) * 4);
+  cudaDeviceSynchronize();
+  for (int variant = 0; variant < 2; variant++)
+  for (int M : {1, 8, 64, 256}) {
+    const bool f32_proj = variant == 0;
+    auto step = [&]() {
+      const float one = 1.0f, zero = 0.0f;
+      for (int l = 0; l < L; l++)
+        for (int j = 0; j < 4; j++) {
+          const bool f32 = f32_proj && (j == 1 || j == 3);  // o and down feed the float32 residual stream
+          cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, shapes[j][0], M, shapes[j][1], &one, w[l * 4 + j], CUDA_R_16BF, shapes[j][1], x,
+                       CUDA_R_16BF, shapes[j][1], &zero, y, f32 ? CUDA_R_32F : CUDA_R_16BF, shapes[j][0], CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT);
+        }
+      cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, V, M, H, &one, lm, CUDA_R_16BF, H, x, CUDA_R_16BF, H, &zero, y, CUDA_R_32F, V,
+                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    };
+    step();
+    cudaStreamSynchronize(s);
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    step();
+    cudaStreamEndCapture(s, &g);
+    cudaGraphInstantiate(&ge, g, 0);
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    std::vector<float> t;
+    for (int i = 0; i < 33; i++) {
+      cudaEventRecord(a, s);
+      cudaGraphLaunch(ge, s);
+      cudaEventRecord(b, s);
+      cudaEventSynchronize(b);
+      float ms;
+      cudaEventElapsedTime(&ms, a, b);
+      if (i >= 3) t.push_back(ms);
+    }
+    std::sort(t.begin(), t.end());
+    const float ms = t[t.size() / 2];
+    std::printf("decode-step GEMMs M=%-4d o/down out %s               %9.1f us  weights %.2f GB -> %.2f TB/s\n", M, f32_proj ? "f32 " : "bf16",
+                ms * 1e3, wbytes / 1e9, wbytes / (ms * 1e-3) / 1e12);
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+  }
+  PAGODA_CUDA_CHECK(cudaGetLastError());
+}
+
+int main() {
+  std::printf("== Pagoda kernels (16 query / 8 KV heads, head_dim 128; paged KV, bf16)\n");
+  bench_decode(64, 4096, 16);
+  bench_decode(64, 4096, 16, 0, 4);
+  bench_decode(256, 1024, 16, 0, 4);
+  bench_decode(1, 32768, 16, 0, 4);
+  bench_decode(1, 32768, 16);
+  bench_decode(1, 32768, 16, 1);
+  bench_decode(256, 1024, 16);
+  bench_decode(8, 32768, 16);
+  bench_decode(64, 4096, 32);
+  bench_decode(64, 4096, 64);
+  bench_prefill(1, 8192);
+  bench_prefill(64, 512);
+  bench_linear_step();
+  return 0;
+}

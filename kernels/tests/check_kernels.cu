@@ -1,0 +1,603 @@
+// Every kernel against its CPU reference over a grid of shapes, with fresh random inputs per case and
+// outputs poisoned (NaN) before each run, so an element the kernel failed to write fails the check.
+// Tolerance: relative error ||gpu - ref|| / ||ref|| <= 1e-2 (bf16). Also rejection cases.
+//   nvcc -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -Xcompiler -fopenmp -I kernels \
+//        kernels/tests/check_kernels.cu -o check_kernels && ./check_kernels
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "activation.cuh"
+#include "decode_attention.cuh"
+#include "norm.cuh"
+#include "prefill_attention.cuh"
+#include "qkv_rope.cuh"
+#include "reference.h"
+#include "sampling.cuh"
+
+using namespace pagoda;
+using namespace pagoda::kernels;
+using reference::bf16_to_f;
+using reference::f_to_bf16;
+
+static std::mt19937_64 rng(std::random_device{}());
+static int failures = 0, checks = 0;
+
+template <typename T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t count) : n(count) { PAGODA_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(T))); }
+  ~Dev() { cudaFree(p); }
+  void put(const std::vector<T>& h) { PAGODA_CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice)); }
+  std::vector<T> get() const {
+    std::vector<T> h(n);
+    PAGODA_CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+  void poison() { PAGODA_CUDA_CHECK(cudaMemset(p, 0xff, n * sizeof(T))); }  // bf16/f32 0xff.. = NaN
+};
+
+std::vector<uint16_t> random_bf16(size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<uint16_t> v(n);
+  for (auto& x : v) x = f_to_bf16(d(rng));
+  return v;
+}
+
+void report(const std::string& name, double err, bool all_written, double tol = 1e-2) {
+  checks++;
+  const bool ok = all_written && err <= tol;
+  if (!ok) failures++;
+  std::printf("%-4s %-78s rel err %.2e%s\n", ok ? "ok" : "FAIL", name.c_str(), err, all_written ? "" : "  (unwritten output)");
+}
+
+template <typename G, typename R>
+double rel_err(const G& gpu, const R& ref, size_t n, bool& all_written) {
+  double num = 0, den = 0;
+  all_written = true;
+  for (size_t i = 0; i < n; i++) {
+    const double g = gpu(i), r = ref(i);
+    if (!std::isfinite(g)) all_written = false;
+    num += (g - r) * (g - r);
+    den += r * r;
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+// ---- attention -------------------------------------------------------------------------------
+
+struct PagedSeqs {
+  int bs, Hkv, D, num_blocks;
+  std::vector<int> ctx;        // per sequence
+  std::vector<int32_t> tables; // [S, max_blocks]
+  int max_blocks;
+  std::vector<uint16_t> k, v;  // [num_blocks, Hkv, bs, D]
+};
+
+PagedSeqs make_cache(const std::vector<int>& ctx, int bs, int Hkv, int D) {
+  PagedSeqs c{bs, Hkv, D, 0, ctx, {}, 0, {}, {}};
+  for (int n : ctx) c.max_blocks = std::max(c.max_blocks, ceil_div(std::max(n, 1), bs));
+  int total = 0;
+  for (int n : ctx) total += ceil_div(std::max(n, 1), bs);
+  c.num_blocks = total + 3;
+  std::vector<int32_t> ids(c.num_blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);  // physical order unrelated to logical order
+  c.tables.assign(ctx.size() * c.max_blocks, 0);
+  int next = 0;
+  for (size_t s = 0; s < ctx.size(); s++)
+    for (int b = 0; b < ceil_div(std::max(ctx[s], 1), bs); b++) c.tables[s * c.max_blocks + b] = ids[next++];
+  const size_t n = static_cast<size_t>(c.num_blocks) * Hkv * bs * D;
+  c.k = random_bf16(n);
+  c.v = random_bf16(n);
+  return c;
+}
+
+void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits, bool varied) {
+  std::vector<int> ctx(B);
+  std::uniform_int_distribution<int> len(1, ctx_len);
+  for (int i = 0; i < B; i++) ctx[i] = varied ? len(rng) : ctx_len;
+  PagedSeqs c = make_cache(ctx, bs, Hkv, D);
+  auto q = random_bf16(static_cast<size_t>(B) * Hq * D);
+  Dev<bf16> dq(q.size()), dk(c.k.size()), dv(c.v.size()), dout(q.size());
+  Dev<int32_t> dt(c.tables.size()), dc(B);
+  Dev<float> pacc(static_cast<size_t>(B) * Hq * splits * D), pml(static_cast<size_t>(B) * Hq * splits * 2);
+  dq.put(*reinterpret_cast<std::vector<bf16>*>(&q));
+  dk.put(*reinterpret_cast<std::vector<bf16>*>(&c.k));
+  dv.put(*reinterpret_cast<std::vector<bf16>*>(&c.v));
+  dt.put(c.tables);
+  dc.put(std::vector<int32_t>(ctx.begin(), ctx.end()));
+  dout.poison();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  DecodeAttentionParams p{dq.p, dk.p, dv.p, dt.p, dc.p, nullptr, nullptr, dout.p, pacc.p, pml.p, B, Hq, Hkv, bs, c.max_blocks, splits,
+                          Hq * D, Hq * D, scale};
+  launch_decode_attention(p, D, nullptr);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto got = dout.get();
+  // Reference for up to 48 (sequence, head) pairs: full references at 256 x 32k would take minutes.
+  std::vector<std::pair<int, int>> pairs;
+  for (int s = 0; s < B; s++)
+    for (int h = 0; h < Hq; h++) pairs.push_back({s, h});
+  std::shuffle(pairs.begin(), pairs.end(), rng);
+  pairs.resize(std::min<size_t>(pairs.size(), 48));
+  std::vector<float> ref(pairs.size() * D), gpu(pairs.size() * D);
+#pragma omp parallel for schedule(dynamic)
+  for (size_t i = 0; i < pairs.size(); i++) {
+    auto [s, h] = pairs[i];
+    reference::attention_row(q.data() + (static_cast<size_t>(s) * Hq + h) * D, c.k.data(), c.v.data(),
+                             c.tables.data() + static_cast<size_t>(s) * c.max_blocks, ctx[s] - 1, h / (Hq / Hkv), Hkv, bs, D, scale,
+                             ref.data() + i * D);
+    for (int d = 0; d < D; d++) gpu[i * D + d] = bf16_to_f(reinterpret_cast<uint16_t*>(got.data())[(static_cast<size_t>(s) * Hq + h) * D + d]);
+  }
+  bool written;
+  // every output element written, not only the sampled ones
+  for (auto x : got)
+    if (!std::isfinite(__bfloat162float(x))) written = false;
+  double err = rel_err([&](size_t i) { return gpu[i]; }, [&](size_t i) { return ref[i]; }, ref.size(), written);
+  for (auto x : got)
+    if (!std::isfinite(__bfloat162float(x))) written = false;
+  char name[200];
+  std::snprintf(name, sizeof name, "decode  B=%-3d ctx%s%-6d Hq=%-2d Hkv=%d D=%-3d bs=%-2d splits=%d", B, varied ? "<=" : "=", ctx_len, Hq,
+                Hkv, D, bs, splits);
+  report(name, err, written);
+}
+
+// Sequences with a cached prefix (`cached` tokens) and a chunk of `qlen` new query rows.
+void check_prefill(const std::vector<std::pair<int, int>>& seqs, int Hq, int Hkv, int D, int bs) {
+  std::vector<int> ctx;
+  std::vector<int32_t> qstart{0};
+  for (auto [cached, qlen] : seqs) {
+    ctx.push_back(cached + qlen);
+    qstart.push_back(qstart.back() + qlen);
+  }
+  const int S = static_cast<int>(seqs.size()), T = qstart.back();
+  PagedSeqs c = make_cache(ctx, bs, Hkv, D);
+  auto q = random_bf16(static_cast<size_t>(T) * Hq * D);
+  std::vector<int32_t> tile_seq, tile_row0;
+  for (int s = 0; s < S; s++)
+    for (int r = 0; r < seqs[s].second; r += kPrefillRows) {
+      tile_seq.push_back(s);
+      tile_row0.push_back(r);
+    }
+  Dev<bf16> dq(q.size()), dk(c.k.size()), dv(c.v.size()), dout(q.size());
+  Dev<int32_t> dt(c.tables.size()), dc(S), dqs(S + 1), dts(tile_seq.size()), dtr(tile_row0.size());
+  dq.put(*reinterpret_cast<std::vector<bf16>*>(&q));
+  dk.put(*reinterpret_cast<std::vector<bf16>*>(&c.k));
+  dv.put(*reinterpret_cast<std::vector<bf16>*>(&c.v));
+  dt.put(c.tables);
+  dc.put(std::vector<int32_t>(ctx.begin(), ctx.end()));
+  dqs.put(qstart);
+  dts.put(tile_seq);
+  dtr.put(tile_row0);
+  dout.poison();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  PrefillAttentionParams p{dq.p, dk.p, dv.p, dt.p, dc.p, dqs.p, dts.p, dtr.p, dout.p, static_cast<int>(tile_seq.size()), Hq, Hkv, bs,
+                           c.max_blocks, Hq * D, Hq * D, scale};
+  launch_prefill_attention(p, D, nullptr);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto got = dout.get();
+  // reference on up to 96 (row, head) pairs
+  std::vector<std::pair<int, int>> rows;
+  for (int t = 0; t < T; t++)
+    for (int h = 0; h < Hq; h++) rows.push_back({t, h});
+  std::shuffle(rows.begin(), rows.end(), rng);
+  rows.resize(std::min<size_t>(rows.size(), 96));
+  std::vector<float> ref(rows.size() * D), gpu(rows.size() * D);
+#pragma omp parallel for schedule(dynamic)
+  for (size_t i = 0; i < rows.size(); i++) {
+    auto [t, h] = rows[i];
+    int s = 0;
+    while (qstart[s + 1] <= t) s++;
+    const int pos = seqs[s].first + (t - qstart[s]);
+    reference::attention_row(q.data() + (static_cast<size_t>(t) * Hq + h) * D, c.k.data(), c.v.data(),
+                             c.tables.data() + static_cast<size_t>(s) * c.max_blocks, pos, h / (Hq / Hkv), Hkv, bs, D, scale,
+                             ref.data() + i * D);
+    for (int d = 0; d < D; d++) gpu[i * D + d] = bf16_to_f(reinterpret_cast<uint16_t*>(got.data())[(static_cast<size_t>(t) * Hq + h) * D + d]);
+  }
+  bool written;
+  double err = rel_err([&](size_t i) { return gpu[i]; }, [&](size_t i) { return ref[i]; }, ref.size(), written);
+  for (auto x : got)
+    if (!std::isfinite(__bfloat162float(x))) written = false;
+  std::string desc;
+  for (size_t i = 0; i < seqs.size() && i < 3; i++) desc += std::to_string(seqs[i].first) + "+" + std::to_string(seqs[i].second) + " ";
+  if (seqs.size() > 3) desc += "... (" + std::to_string(seqs.size()) + " seqs)";
+  char name[200];
+  std::snprintf(name, sizeof name, "prefill Hq=%-2d Hkv=%d D=%-3d bs=%-2d cached+new: %s", Hq, Hkv, D, bs, desc.c_str());
+  report(name, err, written);
+}
+
+// ---- norm, rope, activation --------------------------------------------------------------------
+
+void check_norm(int T, int H) {
+  std::normal_distribution<float> d(0, 1);
+  std::vector<float> res(static_cast<size_t>(T) * H), delta(res.size());
+  for (auto& x : res) x = d(rng);
+  for (auto& x : delta) x = d(rng);
+  auto w = random_bf16(H);
+  Dev<float> dr(res.size()), dd(delta.size());
+  Dev<bf16> dw(H), dout(res.size());
+  dr.put(res);
+  dd.put(delta);
+  dw.put(*reinterpret_cast<std::vector<bf16>*>(&w));
+  dout.poison();
+  launch_add_rmsnorm(dr.p, dd.p, dw.p, dout.p, nullptr, T, H, 1e-6f, nullptr);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto got = dout.get();
+  auto got_res = dr.get();
+  std::vector<float> ref(res.size());
+  double res_err = 0;
+  for (int t = 0; t < T; t++) {
+    double ss = 0;
+    for (int i = 0; i < H; i++) {
+      const float x = res[t * H + i] + delta[t * H + i];
+      res_err = std::max(res_err, static_cast<double>(std::fabs(x - got_res[t * H + i])));
+      ss += static_cast<double>(x) * x;
+    }
+    const double inv = 1.0 / std::sqrt(ss / H + 1e-6);
+    for (int i = 0; i < H; i++) ref[t * H + i] = static_cast<float>(bf16_to_f(w[i]) * (res[t * H + i] + delta[t * H + i]) * inv);
+  }
+  bool written;
+  double err = rel_err([&](size_t i) { return __bfloat162float(got[i]); }, [&](size_t i) { return ref[i]; }, ref.size(), written);
+  report("add_rmsnorm T=" + std::to_string(T) + " H=" + std::to_string(H), std::max(err, res_err), written);
+}
+
+void check_qkv_rope(int T, int Hq, int Hkv, int D, bool qk_norm, bool bias) {
+  const int W = (Hq + 2 * Hkv) * D, bs = 16, blocks = ceil_div(T, bs) + 2;
+  auto qkv = random_bf16(static_cast<size_t>(T) * W);
+  auto b = random_bf16(W, 0.1f), qn = random_bf16(D, 0.5f), kn = random_bf16(D, 0.5f);
+  std::vector<float> inv(D / 2);
+  for (int i = 0; i < D / 2; i++) inv[i] = 1.0f / std::pow(1e6f, 2.0f * i / D);
+  std::vector<int32_t> pos(T), slot(T);
+  std::vector<int32_t> perm(blocks);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  for (int t = 0; t < T; t++) {
+    pos[t] = 1000 + 3 * t;
+    slot[t] = t % 5 == 4 ? -1 : perm[t / bs] * bs + t % bs;  // some padding rows
+  }
+  Dev<bf16> dqkv(qkv.size()), db(W), dqn(D), dkn(D), dq(static_cast<size_t>(T) * Hq * D);
+  Dev<bf16> dkc(static_cast<size_t>(blocks) * Hkv * bs * D), dvc(static_cast<size_t>(blocks) * Hkv * bs * D);
+  Dev<float> dinv(D / 2);
+  Dev<int32_t> dpos(T), dslot(T);
+  dqkv.put(*reinterpret_cast<std::vector<bf16>*>(&qkv));
+  db.put(*reinterpret_cast<std::vector<bf16>*>(&b));
+  dqn.put(*reinterpret_cast<std::vector<bf16>*>(&qn));
+  dkn.put(*reinterpret_cast<std::vector<bf16>*>(&kn));
+  dinv.put(inv);
+  dpos.put(pos);
+  dslot.put(slot);
+  dq.poison();
+  dkc.poison();
+  dvc.poison();
+  QkvRopeParams p{dqkv.p, bias ? db.p : nullptr, qk_norm ? dqn.p : nullptr, qk_norm ? dkn.p : nullptr, dinv.p, dpos.p, dslot.p, dq.p,
+                  dkc.p, dvc.p, T, Hq, Hkv, bs, W, 1e-6f};
+  launch_qkv_rope(p, D, nullptr);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto gq = dq.get(), gk = dkc.get(), gv = dvc.get();
+  std::vector<float> ref, gpu;
+  bool written = true;
+  for (int t = 0; t < T; t++) {
+    for (int h = 0; h < Hq + 2 * Hkv; h++) {
+      std::vector<float> x(D);
+      for (int i = 0; i < D; i++) x[i] = bf16_to_f(qkv[static_cast<size_t>(t) * W + h * D + i]) + (bias ? bf16_to_f(b[h * D + i]) : 0.0f);
+      const bool is_v = h >= Hq + Hkv;
+      if (!is_v) {
+        if (qk_norm) {
+          double ss = 0;
+          for (float v : x) ss += static_cast<double>(v) * v;
+          const float invn = static_cast<float>(1.0 / std::sqrt(ss / D + 1e-6));
+          const auto& nw = h < Hq ? qn : kn;
+          for (int i = 0; i < D; i++) x[i] = bf16_to_f(nw[i]) * x[i] * invn;
+        }
+        for (int i = 0; i < D / 2; i++) {
+          const double a = x[i], c = x[i + D / 2], ang = static_cast<double>(pos[t]) * inv[i];
+          x[i] = static_cast<float>(a * std::cos(ang) - c * std::sin(ang));
+          x[i + D / 2] = static_cast<float>(c * std::cos(ang) + a * std::sin(ang));
+        }
+      }
+      for (int i = 0; i < D; i++) {
+        float g;
+        if (h < Hq) {
+          g = __bfloat162float(gq[(static_cast<size_t>(t) * Hq + h) * D + i]);
+        } else {
+          if (slot[t] < 0) continue;
+          const int kvh = is_v ? h - Hq - Hkv : h - Hq;
+          const size_t at = ((static_cast<size_t>(slot[t] / bs) * Hkv + kvh) * bs + slot[t] % bs) * D + i;
+          g = __bfloat162float(is_v ? gv[at] : gk[at]);
+        }
+        if (!std::isfinite(g)) written = false;
+        ref.push_back(x[i]);
+        gpu.push_back(g);
+      }
+    }
+  }
+  bool w2;
+  double err = rel_err([&](size_t i) { return gpu[i]; }, [&](size_t i) { return ref[i]; }, ref.size(), w2);
+  char name[200];
+  std::snprintf(name, sizeof name, "qkv_rope T=%d Hq=%d Hkv=%d D=%d qk_norm=%d bias=%d", T, Hq, Hkv, D, qk_norm, bias);
+  report(name, err, written && w2, 1e-2);
+}
+
+void check_silu(int T, int I) {
+  auto gu = random_bf16(static_cast<size_t>(T) * 2 * I);
+  Dev<bf16> dgu(gu.size()), dout(static_cast<size_t>(T) * I);
+  dgu.put(*reinterpret_cast<std::vector<bf16>*>(&gu));
+  dout.poison();
+  launch_silu_and_mul(dgu.p, dout.p, T, I, nullptr);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto got = dout.get();
+  bool written;
+  double err = rel_err([&](size_t i) { return __bfloat162float(got[i]); },
+                       [&](size_t i) {
+                         const size_t t = i / I, j = i % I;
+                         const float g = bf16_to_f(gu[t * 2 * I + j]), u = bf16_to_f(gu[t * 2 * I + I + j]);
+                         return g / (1.0f + std::exp(-g)) * u;
+                       },
+                       got.size(), written);
+  report("silu_and_mul T=" + std::to_string(T) + " I=" + std::to_string(I), err, written);
+}
+
+// ---- sampling ------------------------------------------------------------------------------------
+
+void check_sampling(int R, int V) {
+  std::normal_distribution<float> d(0, 3);
+  std::vector<float> logits(static_cast<size_t>(R) * V);
+  for (auto& x : logits) x = d(rng);
+  std::vector<float> temp(R), top_p(R, 1.0f), min_p(R, 0.0f);
+  std::vector<int32_t> top_k(R, 0), step(R, 5);
+  std::vector<uint32_t> seed(2 * R);
+  for (int r = 0; r < R; r++) {
+    temp[r] = r % 4 == 0 ? 0.0f : 0.8f;
+    if (r % 4 == 1) top_k[r] = 3;
+    if (r % 4 == 2) top_p[r] = 0.05f;
+    if (r % 4 == 3) min_p[r] = 0.5f;
+    seed[2 * r] = static_cast<uint32_t>(rng());
+  }
+  Dev<float> dl(logits.size()), dt(R), dp(R), dm(R), dlp(R);
+  Dev<int32_t> dk(R), ds(R), dtok(R);
+  Dev<uint32_t> dseed(2 * R);
+  dl.put(logits);
+  dt.put(temp);
+  dp.put(top_p);
+  dm.put(min_p);
+  dk.put(top_k);
+  ds.put(step);
+  dseed.put(seed);
+  SamplingParams p{dl.p, dl.p, dt.p, dp.p, dk.p, dm.p, dseed.p, ds.p, dtok.p, dlp.p, R, V};
+  launch_sample(p, nullptr);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto tok = dtok.get();
+  auto lp = dlp.get();
+  launch_sample(p, nullptr);  // same seeds, same steps: same tokens
+  auto tok2 = dtok.get();
+  int bad = 0;
+  double lp_err = 0;
+  for (int r = 0; r < R; r++) {
+    const float* x = logits.data() + static_cast<size_t>(r) * V;
+    std::vector<int> order(V);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
+    const int t = tok[r];
+    if (t < 0 || t >= V || tok2[r] != t) {
+      bad++;
+      continue;
+    }
+    const int rank = static_cast<int>(std::find(order.begin(), order.end(), t) - order.begin());
+    const float T = temp[r];
+    if (r % 4 == 0 && rank != 0) bad++;                      // greedy
+    if (r % 4 == 1 && rank >= 3) bad++;                      // top-k 3
+    if (r % 4 == 2) {                                        // top-p 0.05: within the smallest set reaching 5% mass
+      double z = 0, cum = 0;
+      for (int i = 0; i < V; i++) z += std::exp((x[i] - x[order[0]]) / T);
+      int keep = 0;
+      while (cum < 0.05 * z) cum += std::exp((x[order[keep++]] - x[order[0]]) / T);
+      if (rank >= keep + 1) bad++;
+    }
+    if (r % 4 == 3 && std::exp((x[t] - x[order[0]]) / T) < 0.5f * 0.999f) bad++;  // min-p 0.5
+    double mx = x[order[0]], se = 0;
+    for (int i = 0; i < V; i++) se += std::exp(x[i] - mx);
+    lp_err = std::max(lp_err, std::fabs(lp[r] - (x[t] - mx - std::log(se))));
+  }
+  checks++;
+  const bool ok = bad == 0 && lp_err < 1e-3;
+  if (!ok) failures++;
+  std::printf("%-4s %-78s %d bad rows, logprob err %.1e\n", ok ? "ok" : "FAIL",
+              ("sample R=" + std::to_string(R) + " V=" + std::to_string(V) + " greedy/top-k/top-p/min-p, reproducible").c_str(), bad, lp_err);
+
+  // Empirical distribution of plain temperature sampling over many seeds: matches softmax(x / T).
+  const int V2 = 8, N = 4096;
+  std::vector<float> small(static_cast<size_t>(N) * V2);
+  const float base[V2] = {2.0f, 1.0f, 0.5f, 0.0f, -0.5f, -1.0f, 1.5f, 0.2f};
+  for (int r = 0; r < N; r++)
+    for (int i = 0; i < V2; i++) small[static_cast<size_t>(r) * V2 + i] = base[i];
+  std::vector<float> t2(N, 0.7f), p2(N, 1.0f), m2(N, 0.0f);
+  std::vector<int32_t> k2(N, 0), s2(N);
+  std::vector<uint32_t> seed2(2 * N);
+  for (int r = 0; r < N; r++) {
+    s2[r] = r;
+    seed2[2 * r] = 12345;
+  }
+  Dev<float> dl2(small.size()), dt2(N), dp2(N), dm2(N), dlp2(N);
+  Dev<int32_t> dk2(N), ds2(N), dtok2(N);
+  Dev<uint32_t> dseed2(2 * N);
+  dl2.put(small);
+  dt2.put(t2);
+  dp2.put(p2);
+  dm2.put(m2);
+  dk2.put(k2);
+  ds2.put(s2);
+  dseed2.put(seed2);
+  SamplingParams p2s{dl2.p, dl2.p, dt2.p, dp2.p, dk2.p, dm2.p, dseed2.p, ds2.p, dtok2.p, dlp2.p, N, V2};
+  launch_sample(p2s, nullptr);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto t2out = dtok2.get();
+  std::vector<double> freq(V2, 0), want(V2);
+  double z = 0;
+  for (int i = 0; i < V2; i++) z += std::exp(base[i] / 0.7);
+  for (int i = 0; i < V2; i++) want[i] = std::exp(base[i] / 0.7) / z;
+  for (int t : t2out) freq[t] += 1.0 / N;
+  double worst = 0;
+  for (int i = 0; i < V2; i++) worst = std::max(worst, std::fabs(freq[i] - want[i]));
+  checks++;
+  const bool ok2 = worst < 0.03;
+  if (!ok2) failures++;
+  std::printf("%-4s %-78s max |freq - p| %.3f\n", ok2 ? "ok" : "FAIL", "sample: temperature 0.7 frequencies over 4096 draws match softmax", worst);
+}
+
+// Repetition / frequency / presence penalties applied to a working copy of the logits.
+void check_penalties(int R, int V) {
+  std::normal_distribution<float> d(0, 2);
+  std::vector<float> logits(static_cast<size_t>(R) * V);
+  for (auto& x : logits) x = d(rng);
+  std::vector<float> rep(R), freq(R), pres(R);
+  std::vector<PenaltyEntry> entries;
+  std::uniform_int_distribution<int> tok(0, V - 1), cnt(0, 3);
+  for (int r = 0; r < R; r++) {
+    rep[r] = r % 3 == 0 ? 1.0f : 1.3f;
+    freq[r] = r % 2 == 0 ? 0.5f : 0.0f;
+    pres[r] = r % 5 == 0 ? 0.0f : 0.7f;
+    std::vector<int> used;
+    for (int k = 0; k < 40; k++) {
+      const int t = tok(rng);
+      if (std::find(used.begin(), used.end(), t) != used.end()) continue;  // entries are unique per (row, token)
+      used.push_back(t);
+      entries.push_back({r, t, cnt(rng), k % 2});
+    }
+  }
+  std::vector<float> ref = logits;
+  for (const auto& e : entries) {
+    float& x = ref[static_cast<size_t>(e.row) * V + e.token];
+    if (e.in_context && rep[e.row] != 1.0f) x = x > 0 ? x / rep[e.row] : x * rep[e.row];
+    if (e.output_count > 0) x -= freq[e.row] * e.output_count + pres[e.row];
+  }
+  Dev<float> dl(logits.size()), dr(R), df(R), dp(R);
+  Dev<PenaltyEntry> de(entries.size());
+  dl.put(logits);
+  dr.put(rep);
+  df.put(freq);
+  dp.put(pres);
+  de.put(entries);
+  launch_apply_penalties(dl.p, de.p, dr.p, df.p, dp.p, static_cast<int>(entries.size()), V, nullptr);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto got = dl.get();
+  bool written;
+  double err = rel_err([&](size_t i) { return got[i]; }, [&](size_t i) { return ref[i]; }, ref.size(), written);
+  report("penalties R=" + std::to_string(R) + " V=" + std::to_string(V) + " (repetition, frequency, presence)", err, written, 1e-6);
+}
+
+// Decode entries that are a subset of the batch's sequences at arbitrary rows (mixed batches).
+void check_decode_indirect() {
+  const int S = 6, Hq = 16, Hkv = 8, D = 128, bs = 16;
+  std::vector<int> ctx = {40, 300, 17, 1, 999, 64};
+  PagedSeqs c = make_cache(ctx, bs, Hkv, D);
+  const std::vector<int32_t> entry_seq = {4, 1, 3}, entry_row = {9, 2, 5};
+  const int rows = 12;
+  auto q = random_bf16(static_cast<size_t>(rows) * Hq * D);
+  Dev<bf16> dq(q.size()), dk(c.k.size()), dv(c.v.size()), dout(q.size());
+  Dev<int32_t> dt(c.tables.size()), dc(S), des(3), der(3);
+  Dev<float> pacc(3 * Hq * 4 * D), pml(3 * Hq * 4 * 2);
+  dq.put(*reinterpret_cast<std::vector<bf16>*>(&q));
+  dk.put(*reinterpret_cast<std::vector<bf16>*>(&c.k));
+  dv.put(*reinterpret_cast<std::vector<bf16>*>(&c.v));
+  dt.put(c.tables);
+  dc.put(std::vector<int32_t>(ctx.begin(), ctx.end()));
+  des.put(entry_seq);
+  der.put(entry_row);
+  dout.poison();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  DecodeAttentionParams p{dq.p, dk.p, dv.p, dt.p, dc.p, des.p, der.p, dout.p, pacc.p, pml.p, 3, Hq, Hkv, bs, c.max_blocks, 4, Hq * D, Hq * D, scale};
+  launch_decode_attention(p, D, nullptr);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto got = dout.get();
+  std::vector<float> ref, gpu;
+  bool written = true;
+  for (int e = 0; e < 3; e++)
+    for (int h = 0; h < Hq; h++) {
+      std::vector<float> o(D);
+      const int s = entry_seq[e], r = entry_row[e];
+      reference::attention_row(q.data() + (static_cast<size_t>(r) * Hq + h) * D, c.k.data(), c.v.data(),
+                               c.tables.data() + static_cast<size_t>(s) * c.max_blocks, ctx[s] - 1, h / (Hq / Hkv), Hkv, bs, D, scale, o.data());
+      for (int i = 0; i < D; i++) {
+        const float g = __bfloat162float(got[(static_cast<size_t>(r) * Hq + h) * D + i]);
+        if (!std::isfinite(g)) written = false;
+        ref.push_back(o[i]);
+        gpu.push_back(g);
+      }
+    }
+  bool w2;
+  double err = rel_err([&](size_t i) { return gpu[i]; }, [&](size_t i) { return ref[i]; }, ref.size(), w2);
+  report("decode  entries mapped to (sequence, row) pairs of a mixed batch, splits=4", err, written && w2);
+}
+
+void check_rejections() {
+  checks++;
+  bool rejected = false;
+  try {
+    DecodeAttentionParams p{};
+    p.E = 1;
+    p.Hq = 8;
+    p.Hkv = 8;
+    p.splits = 1;
+    launch_decode_attention(p, 96, nullptr);
+  } catch (const std::exception& e) {
+    rejected = std::string(e.what()).find("unsupported head_dim: 96") != std::string::npos;
+  }
+  bool rejected2 = false;
+  try {
+    PrefillAttentionParams p{};
+    p.num_tiles = 1;
+    p.Hq = 8;
+    p.Hkv = 8;
+    launch_prefill_attention(p, 256, nullptr);
+  } catch (const std::exception& e) {
+    rejected2 = std::string(e.what()).find("unsupported head_dim: 256") != std::string::npos;
+  }
+  if (!(rejected && rejected2)) failures++;
+  std::printf("%-4s %-78s\n", rejected && rejected2 ? "ok" : "FAIL", "unsupported head_dim (96 decode, 256 prefill) rejected with a clear error");
+}
+
+int main() {
+  omp_set_num_threads(std::max(1, omp_get_num_procs()));
+  // decode: head_dim 64/128, GQA 1/2/4/8, block sizes, contexts 1..32k, batch 1..256, split-K
+  for (int D : {64, 128})
+    for (int g : {1, 2, 4, 8}) check_decode(8, 300, 8 * g / (g == 8 ? 2 : 1), 8 / (g == 8 ? 2 : 1), D, 16, 1, true);
+  check_decode(1, 1, 16, 8, 128, 16, 1, false);
+  check_decode(3, 17, 9, 3, 64, 16, 1, false);  // SmolLM2-135M shapes (GQA 3)
+  check_decode(1, 32768, 16, 8, 128, 16, 32, false);
+  check_decode(1, 32768, 16, 8, 128, 16, 1, false);
+  check_decode(64, 4096, 16, 8, 128, 16, 2, false);
+  check_decode(256, 1024, 16, 8, 128, 16, 1, true);
+  check_decode(32, 2000, 32, 8, 128, 32, 4, true);
+  check_decode(16, 777, 14, 2, 64, 1, 3, true);  // GQA 7, block size 1
+  check_decode(4, 5000, 64, 8, 128, 64, 8, true);
+  // prefill: fresh prompts, chunks after cached context (chunked prefill, prefix-cache hits), mixed batch
+  for (int D : {64, 128}) {
+    check_prefill({{0, 100}}, 8, 8, D, 16);
+    check_prefill({{0, 64}, {0, 1}, {0, 65}}, 16, 4, D, 16);
+    check_prefill({{128, 70}, {1000, 3}, {16, 200}}, 16, 8, D, 16);
+  }
+  check_prefill({{0, 8192}}, 16, 8, 128, 16);
+  check_prefill({{4096, 512}, {0, 512}, {300, 512}}, 16, 8, 128, 32);
+  check_prefill({{31, 33}, {7, 129}}, 9, 3, 64, 7);  // odd block size, GQA 3
+  check_norm(7, 576);
+  check_norm(64, 1024);
+  check_norm(3, 4096);
+  for (int D : {64, 128}) {
+    check_qkv_rope(37, 16, 8, D, true, false);
+    check_qkv_rope(5, 14, 2, D, false, true);
+  }
+  check_silu(9, 3072);
+  check_silu(64, 1536);
+  check_decode_indirect();
+  check_sampling(64, 151936);
+  check_penalties(16, 151936);
+  check_rejections();
+  std::printf("\nkernel checks: %d passed, %d failed\n", checks - failures, failures);
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,49 @@
+/**
+ * `npm run test:gpu`: every GPU test, then a summary —
+ *   1. kernels against their CPU references over a grid of shapes (kernels/tests/check_kernels.cu);
+ *   2. whole models on the CUDA backend against HF transformers (random weights made on the GPU by
+ *      make_models.py) and against the CPU backend (whole-model.ts).
+ * Without a GPU it says so and fails, unless invoked as `npm run test:gpu -- --skip-if-no-gpu`.
+ * Needs a CUDA build of the engine (PAGODA_CUDA=1 npm run build:native) and python3 with torch and
+ * transformers for the references.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadNative } from '../../runtime/src/native/index.ts';
+import { FIXTURES, ROOT } from '../helpers/fixtures.ts';
+import { buildKernelProgram, hasGpu } from './toolchain.ts';
+
+if (!hasGpu()) {
+  const skip = process.argv.includes('--skip-if-no-gpu');
+  console.log(`no NVIDIA GPU found (nvidia-smi -L failed): GPU tests not run${skip ? ' (skipped on request)' : ''}`);
+  process.exit(skip ? 0 : 1);
+}
+if (!loadNative().cuda) {
+  console.error('this build of the engine has no CUDA backend: run PAGODA_CUDA=1 npm run build:native first');
+  process.exit(1);
+}
+
+const results: { name: string; ok: boolean }[] = [];
+const run = (name: string, cmd: string, args: string[]) => {
+  console.log(`\n== ${name}`);
+  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: ROOT });
+  results.push({ name, ok: r.status === 0 });
+};
+
+run('kernels vs CPU reference', process.env.PAGODA_CHECK_KERNELS ?? buildKernelProgram('check_kernels'), []);
+const models = process.env.PAGODA_GPU_MODELS ?? mkdtempSync(join(tmpdir(), 'pagoda-gpu-models-'));
+run('make random-weight models and HF references', process.env.PAGODA_PYTHON ?? 'python3', [
+  join(ROOT, 'test', 'gpu', 'make_models.py'),
+  models,
+  join(FIXTURES, 'tiny', 'qwen3-tiny'),
+]);
+run('whole models: CUDA vs HF transformers and vs CPU', process.execPath, [
+  join(ROOT, 'test', 'gpu', 'whole-model.ts'),
+  models,
+]);
+
+console.log('\n== GPU test summary');
+for (const r of results) console.log(`${r.ok ? 'PASS' : 'FAIL'}  ${r.name}`);
+process.exitCode = results.every((r) => r.ok) ? 0 : 1;
