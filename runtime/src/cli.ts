@@ -46,7 +46,6 @@ const GENERATE_HELP = `Usage: pagoda generate --prompt TEXT [flags]
   --seed N               Seed for sampling.
 Any \`pagoda serve\` flag that shapes the engine also applies (--model, --device, --threads, ...).`;
 
-
 async function generate(argv: string[]): Promise<void> {
   const own = {
     prompt: { type: 'string' },
