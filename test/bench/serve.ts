@@ -94,10 +94,13 @@ interface RequestStats {
 interface RunStats {
   duration: number;
   requests: RequestStats[];
+  /** CPU seconds the serving side used (the server process, or this process for the offline engine) */
+  cpuSeconds: number;
 }
 
 /** Runs `fn` for every prompt at its arrival time, at most `maxConcurrency` at once. */
-async function drive(fn: (i: number) => Promise<RequestStats>): Promise<RunStats> {
+async function drive(fn: (i: number) => Promise<RequestStats>, cpu: () => Promise<number>): Promise<RunStats> {
+  const cpu0 = await cpu();
   const t0 = performance.now();
   const results: RequestStats[] = new Array(numPrompts);
   let next = 0;
@@ -111,8 +114,23 @@ async function drive(fn: (i: number) => Promise<RequestStats>): Promise<RunStats
     }
   };
   await Promise.all(Array.from({ length: Math.min(maxConcurrency, numPrompts) }, worker));
-  return { duration: (performance.now() - t0) / 1000, requests: results };
+  const duration = (performance.now() - t0) / 1000;
+  return { duration, requests: results, cpuSeconds: (await cpu()) - cpu0 };
 }
+
+/** This process's CPU time, all threads (the offline engine's native workers included). */
+const ownCpu = async () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+/** The server's CPU time, from its /metrics. */
+const serverCpu = (url: string) => async () => {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = /^pagoda_process_cpu_seconds_total\S* (\S+)$/m.exec(text);
+  if (!m) throw new Error('the server does not expose pagoda_process_cpu_seconds_total');
+  return Number(m[1]);
+};
 
 async function servedRequest(url: string, i: number): Promise<RequestStats> {
   const start = performance.now();
@@ -216,6 +234,7 @@ function percentile(xs: number[], p: number): number {
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 interface Summary {
+  cpuSeconds: number;
   ok: number;
   failed: number;
   duration: number;
@@ -232,6 +251,7 @@ function summarize(run: RunStats): Summary {
   const ok = run.requests.filter((r) => r.ok);
   const outputTokens = ok.reduce((a, r) => a + r.outputTokens, 0);
   return {
+    cpuSeconds: run.cpuSeconds,
     ok: ok.length,
     failed: run.requests.length - ok.length,
     duration: run.duration,
@@ -260,14 +280,14 @@ async function main(): Promise<void> {
   for (let round = 0; round < repeat; round++) {
     if (!flags['no-offline']) {
       const { engine } = await startEngine(parseServeArgs(['--model', model, ...engineArgs], {}));
-      offline.push(summarize(await drive((i) => offlineRequest(engine, i))));
+      offline.push(summarize(await drive((i) => offlineRequest(engine, i), ownCpu)));
       engine.close();
       console.error(`round ${round + 1}: offline ${offline.at(-1)!.outTokPerS.toFixed(1)} tok/s`);
     }
     let server: { url: string; child?: ChildProcess } = { url: flags.url ?? '' };
     if (!flags.url) server = await startServer(model);
     try {
-      served.push(summarize(await drive((i) => servedRequest(server.url, i))));
+      served.push(summarize(await drive((i) => servedRequest(server.url, i), serverCpu(server.url))));
     } finally {
       server.child?.kill('SIGTERM');
     }
@@ -302,7 +322,23 @@ async function main(): Promise<void> {
     line('Output token throughput (tok/s):', o.outTokPerS);
     line('Mean TTFT (ms):', mean(o.ttft) * 1000);
     line('Median ITL (ms):', percentile(o.itl, 50) * 1000);
-    line('Serving overhead (1 - served/offline):', `${((1 - s.outTokPerS / o.outTokPerS) * 100).toFixed(1)} %`);
+    const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
+    // Rounds alternate offline and served, so each pair saw about the same machine: the median of the
+    // pairs' ratios is the figure least moved by other load; best-against-best is shown beside it.
+    const ratios = served.map((x, i) => x.outTokPerS / offline[i]!.outTokPerS);
+    line('Serving overhead, median of rounds:', pct(1 - percentile(ratios, 50)));
+    line('Serving overhead, best vs best:', pct(1 - s.outTokPerS / o.outTokPerS));
+    // CPU time is what serving adds to the work itself (HTTP, JSON, SSE), whatever else the machine runs.
+    const cpuServed = percentile(
+      served.map((x) => x.cpuSeconds),
+      50,
+    );
+    const cpuOffline = percentile(
+      offline.map((x) => x.cpuSeconds),
+      50,
+    );
+    line('CPU seconds, server / offline (median):', `${cpuServed.toFixed(1)} / ${cpuOffline.toFixed(1)}`);
+    line('Serving overhead in CPU time:', pct(cpuServed / cpuOffline - 1));
     line(
       'Rounds (offline / served tok/s):',
       offline.map((x, i) => `${x.outTokPerS.toFixed(1)}/${served[i]?.outTokPerS.toFixed(1)}`).join(' '),
