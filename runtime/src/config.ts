@@ -2,6 +2,7 @@
  * The runtime's configuration: one typed object built from CLI flags (vLLM's names) and environment
  * variables, validated once. `parseServeArgs` throws ConfigError with a message that names the flag.
  */
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 
@@ -119,7 +120,11 @@ export const SERVE_FLAGS: FlagDoc[] = [
     env: 'PAGODA_API_KEY',
     help: 'Require "Authorization: Bearer KEY" on /v1 and /tokenize routes.',
   },
-  { flag: 'threads', value: 'N', help: 'CPU backend worker threads. Default: one per core.' },
+  {
+    flag: 'threads',
+    value: 'N',
+    help: 'CPU backend worker threads. Default: one per core the process may use (affinity mask and cgroup CPU quota).',
+  },
   {
     flag: 'weight-dtype',
     value: 'auto|f32|f16|bf16',
@@ -177,6 +182,20 @@ function oneOf<T extends string>(name: string, v: string | undefined, allowed: r
   return v as T;
 }
 
+/** CPU worker threads: one per core the process may use — the affinity mask, and the cgroup CPU quota
+ *  of a container (`cpu.max`): a pod limited to 2 CPUs on a 64-core node gets 2, since a worker that the
+ *  quota stalls holds up every other worker at the end of each parallel loop. */
+export function defaultThreads(cpuMaxPath = '/sys/fs/cgroup/cpu.max'): number {
+  let n = availableParallelism();
+  try {
+    const [quota, period] = readFileSync(cpuMaxPath, 'utf8').trim().split(/\s+/);
+    if (quota && quota !== 'max' && period) n = Math.min(n, Math.max(1, Math.ceil(Number(quota) / Number(period))));
+  } catch {
+    // no cgroup v2 CPU controller: the affinity mask is all there is
+  }
+  return n;
+}
+
 export function parseServeArgs(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
@@ -225,7 +244,7 @@ export function parseServeArgs(
     enablePrefixCaching: prefixCaching,
     asyncScheduling,
     apiKey: apiKey === '' ? undefined : apiKey,
-    threads: int('threads', s('threads'), 1, 1024) ?? availableParallelism(),
+    threads: int('threads', s('threads'), 1, 1024) ?? defaultThreads(),
     weightDtype: oneOf('weight-dtype', s('weight-dtype'), ['auto', 'f32', 'f16', 'bf16'] as const) ?? 'auto',
     drainTimeout: int('drain-timeout', s('drain-timeout'), 0, 86400) ?? 30,
     maxQueuedRequests: int('max-queued-requests', s('max-queued-requests'), 1) ?? 1024,

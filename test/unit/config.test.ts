@@ -3,10 +3,11 @@
  * flag the issue names parses into the config, env fallbacks work, and bad values are refused with a
  * message naming the flag.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseServeArgs, SERVE_FLAGS, serveHelp } from '../../runtime/src/config.ts';
+import { ConfigError, defaultThreads, parseServeArgs, SERVE_FLAGS, serveHelp } from '../../runtime/src/config.ts';
 import { runCli } from '../helpers/cli.ts';
 import { ROOT } from '../helpers/fixtures.ts';
 
@@ -184,5 +185,22 @@ describe('flag parsing', () => {
     const r = runCli(['serve', '--port', 'x']);
     expect(r.status).toBe(2);
     expect(r.stderr.trim()).toBe('pagoda: --port must be an integer in [0, 65535], got "x"');
+  });
+});
+
+describe('default CPU threads', () => {
+  it('follow a cgroup CPU quota below the core count, and ignore "max"', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pagoda-cgroup-'));
+    try {
+      writeFileSync(join(dir, 'cpu.max'), '100000 100000\n');
+      expect(defaultThreads(join(dir, 'cpu.max'))).toBe(1);
+      writeFileSync(join(dir, 'cpu.max'), '150000 100000\n');
+      expect(defaultThreads(join(dir, 'cpu.max'))).toBe(Math.min(2, availableParallelism()));
+      writeFileSync(join(dir, 'cpu.max'), 'max 100000\n');
+      expect(defaultThreads(join(dir, 'cpu.max'))).toBe(availableParallelism());
+      expect(defaultThreads(join(dir, 'missing'))).toBe(availableParallelism());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
