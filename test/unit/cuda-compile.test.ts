@@ -57,6 +57,8 @@ describe('CUDA sources compile for sm_90a', () => {
           join(ROOT, 'kernels'),
           '-I',
           join(ROOT, 'native', 'src'),
+          '-I',
+          join(toolchain.ncclRoot, 'include'),
           '-c',
           join(ROOT, src),
           '-o',

@@ -1,0 +1,522 @@
+#include "backends/cuda/cuda_rank.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+#include "activation.cuh"
+#include "backends/cuda/device_memory.h"
+#include "backends/cuda/linear.h"
+#include "backends/cuda/nccl_group.h"
+#include "decode_attention.cuh"
+#include "engine/errors.h"
+#include "engine/half.h"
+#include "norm.cuh"
+#include "prefill_attention.cuh"
+#include "qkv_rope.cuh"
+#include "sampling.cuh"
+
+namespace pagoda::cuda {
+namespace {
+
+constexpr int kMaxSplits = 64;
+constexpr int kMaxTopLogprobs = 20;
+constexpr size_t kCublasWorkspace = 32u << 20;
+constexpr int64_t kPartialBytes = 64LL << 20;
+const int kGraphBuckets[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512};
+
+DeviceArray<bf16> upload_bf16(const std::vector<float>& host) {
+  std::vector<uint16_t> tmp(host.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < static_cast<int64_t>(host.size()); i++) tmp[i] = float_to_bf16(host[i]);
+  DeviceArray<bf16> d(host.size());
+  check(cudaMemcpy(d.get(), tmp.data(), tmp.size() * 2, cudaMemcpyHostToDevice), "cudaMemcpy(weights)");
+  return d;
+}
+
+std::vector<float> concat(std::initializer_list<const std::vector<float>*> parts) {
+  std::vector<float> out;
+  for (const auto* p : parts) out.insert(out.end(), p->begin(), p->end());
+  return out;
+}
+
+}  // namespace
+
+void Matrix::set(const std::vector<float>& host, int n, int k) {
+  data = upload_bf16(host);
+  w = {data.get(), n, k};
+}
+
+void StepPlan::build(const StepInput& in) {
+  entries_seq.clear();
+  entries_row.clear();
+  tiles_seq.clear();
+  tiles_row0.clear();
+  max_ctx = 0;
+  const int S = in.num_seqs(), T = in.num_tokens(), R = in.num_rows();
+  for (int s = 0; s < S; s++) {
+    const int q0 = in.query_start[s], qlen = in.query_start[s + 1] - q0;
+    if (qlen == 1) {
+      entries_seq.push_back(s);
+      entries_row.push_back(q0);
+      max_ctx = std::max(max_ctx, in.context_lens[s]);
+    } else {
+      for (int r = 0; r < qlen; r += kernels::kPrefillRows) {
+        tiles_seq.push_back(s);
+        tiles_row0.push_back(r);
+      }
+    }
+  }
+  bool identity_rows = R == S;
+  for (int r = 0; identity_rows && r < R; r++) identity_rows = in.logit_rows[r] == r;
+  pure_decode = static_cast<int>(entries_seq.size()) == S && T == S && identity_rows;
+}
+
+CudaRank::CudaRank(const ModelConfig& full, const WeightStore& w, const EngineOptions& opt, const Shard& shard, ncclComm_t comm)
+    : full_(full), cfg_(local_config(full, shard)), shard_(shard), opt_(opt), comm_(comm), computes_logits_(shard.rank == 0) {
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, shard.rank), "cudaGetDeviceProperties");
+  if (prop.major != 9)
+    throw EngineError(std::string("CUDA backend: this build targets compute capability 9.0 (Hopper); the GPU is ") + prop.name + " (" +
+                      std::to_string(prop.major) + "." + std::to_string(prop.minor) + ")");
+  device_name_ = prop.name;
+  num_sms_ = prop.multiProcessorCount;
+  resident_ctas_ = kernels::decode_resident_ctas(cfg_.head_dim, cfg_.num_heads / cfg_.num_kv_heads);
+  check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  check_cublas(cublasCreate(&cublas_), "cublasCreate");
+  check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
+  cublas_ws_ = DeviceArray<uint8_t>(kCublasWorkspace);
+  check_cublas(cublasSetWorkspace(cublas_, cublas_ws_.get(), kCublasWorkspace), "cublasSetWorkspace");
+  check_cublas(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+  load_weights(w);
+  size_workspace();
+}
+
+CudaRank::~CudaRank() {
+  for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
+  if (cublas_) cublasDestroy(cublas_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaRank::check_fits(const StepInput& in) const {
+  const int S = in.num_seqs(), T = in.num_tokens(), R = in.num_rows();
+  if (T > max_tokens_) throw EngineError("step: " + std::to_string(T) + " tokens exceed the workspace of " + std::to_string(max_tokens_));
+  if (S > max_seqs_ || R > max_seqs_) throw EngineError("step: " + std::to_string(S) + " sequences exceed --max-num-seqs");
+  if (in.max_blocks_per_seq > blocks_cap_)
+    throw EngineError("step: block table of " + std::to_string(in.max_blocks_per_seq) + " blocks exceeds max model length");
+}
+
+void CudaRank::run(const StepInput& in, const StepPlan& plan, StepOutput* out) {
+  const int S = in.num_seqs(), T = in.num_tokens(), R = in.num_rows();
+  int bucket = 0;
+  if (plan.pure_decode && !graphs_.empty()) {
+    for (auto& [b, g] : graphs_)
+      if (b >= S) {
+        bucket = b;
+        break;
+      }
+  }
+  if (bucket > 0) {
+    upload_inputs(in, plan, bucket);
+    check(cudaGraphLaunch(graphs_.at(bucket), stream_), "cudaGraphLaunch");
+  } else {
+    upload_inputs(in, plan, 0);
+    const int E = static_cast<int>(plan.entries_seq.size());
+    const int gc = kernels::decode_heads_per_cta(cfg_.num_heads / cfg_.num_kv_heads);
+    int splits = kernels::decode_splits(E, cfg_.num_heads, gc, plan.max_ctx, num_sms_, resident_ctas_, kMaxSplits);
+    splits = std::min(splits, max_splits_for(E));
+    forward(T, E, /*identity_entries=*/false, static_cast<int>(plan.tiles_seq.size()), R, splits);
+  }
+  if (out != nullptr) {
+    sample(in, *out, R);
+  } else {
+    // The pinned inputs are rewritten by the next step: wait until this one has read them.
+    check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(step)");
+  }
+}
+
+// ---- loading ------------------------------------------------------------------------------------
+
+void CudaRank::load_weights(const WeightStore& w) {
+  // Full-model sizes as stored; this rank keeps its slices.
+  const int H = full_.hidden_size, I = full_.intermediate_size, Q = full_.q_size(), KV = full_.kv_size(), D = full_.head_dim;
+  const int q0 = shard_.head0 * D, nq = cfg_.q_size(), kv0 = shard_.kv_head0 * D, nkv = cfg_.kv_size();
+  const int i0 = shard_.inter0, ni = cfg_.intermediate_size;
+  const bool sharded = shard_.world > 1;
+  // The embedding is replicated (every rank starts from the token's row); the LM head is rank 0's.
+  embed_ = upload_bf16(w.read_f32("embed.weight", {full_.vocab_size, H}));
+  weight_bytes_ += embed_.bytes();
+  if (computes_logits_) {
+    if (!full_.tie_word_embeddings && w.has("lm_head.weight")) {
+      lm_head_.set(w.read_f32("lm_head.weight", {full_.vocab_size, H}), full_.vocab_size, H);
+      weight_bytes_ += lm_head_.data.bytes();
+    } else {
+      lm_head_.w = {embed_.get(), full_.vocab_size, H};
+    }
+    final_norm_ = upload_bf16(w.read_f32("norm.weight", {H}));
+  }
+  std::vector<float> inv = rope_inv_freq(full_);
+  inv_freq_ = DeviceArray<float>(inv.size());
+  check(cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy(inv_freq)");
+  // Column-parallel slices (rows of W) and row-parallel slices (columns of W) of this rank.
+  auto rows = [&](std::vector<float> full, int64_t k, int64_t r0, int64_t count) {
+    return sharded ? take_rows(full, k, r0, count) : full;
+  };
+  auto cols = [&](std::vector<float> full, int64_t n, int64_t k, int64_t c0, int64_t count) {
+    return sharded ? take_cols(full, n, k, c0, count) : full;
+  };
+  layers_.resize(full_.num_layers);
+  for (int l = 0; l < full_.num_layers; l++) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    Layer& L = layers_[l];
+    L.attn_norm = upload_bf16(w.read_f32(p + "attn_norm.weight", {H}));
+    L.mlp_norm = upload_bf16(w.read_f32(p + "mlp_norm.weight", {H}));
+    auto q = rows(w.read_f32(p + "attn.q.weight", {Q, H}), H, q0, nq);
+    auto k = rows(w.read_f32(p + "attn.k.weight", {KV, H}), H, kv0, nkv);
+    auto v = rows(w.read_f32(p + "attn.v.weight", {KV, H}), H, kv0, nkv);
+    L.qkv.set(concat({&q, &k, &v}), nq + 2 * nkv, H);
+    if (full_.attention_bias) {
+      auto qb = rows(w.read_f32(p + "attn.q.bias", {Q}), 1, q0, nq);
+      auto kb = rows(w.read_f32(p + "attn.k.bias", {KV}), 1, kv0, nkv);
+      auto vb = rows(w.read_f32(p + "attn.v.bias", {KV}), 1, kv0, nkv);
+      L.qkv_bias = upload_bf16(concat({&qb, &kb, &vb}));
+    }
+    if (full_.qk_norm) {
+      L.q_norm = upload_bf16(w.read_f32(p + "attn.q_norm.weight", {D}));
+      L.k_norm = upload_bf16(w.read_f32(p + "attn.k_norm.weight", {D}));
+    }
+    L.o.set(cols(w.read_f32(p + "attn.o.weight", {H, Q}), H, Q, q0, nq), H, nq);
+    auto gate = rows(w.read_f32(p + "mlp.gate.weight", {I, H}), H, i0, ni);
+    auto up = rows(w.read_f32(p + "mlp.up.weight", {I, H}), H, i0, ni);
+    L.gate_up.set(concat({&gate, &up}), 2 * ni, H);
+    L.down.set(cols(w.read_f32(p + "mlp.down.weight", {H, I}), H, I, i0, ni), H, ni);
+    weight_bytes_ += L.qkv.data.bytes() + L.o.data.bytes() + L.gate_up.data.bytes() + L.down.data.bytes();
+  }
+}
+
+int CudaRank::max_splits_for(int entries) const {
+  if (entries == 0) return 1;
+  const int64_t per_split = static_cast<int64_t>(entries) * cfg_.num_heads * cfg_.head_dim * 4;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(kMaxSplits, partial_acc_.bytes() / per_split)));
+}
+
+void CudaRank::size_workspace() {
+  bs_ = opt_.block_size;
+  if (bs_ <= 0 || bs_ > 1024) throw EngineError("block size must be in 1..1024");
+  max_seqs_ = std::max(1, opt_.max_num_seqs);
+  int largest_bucket = 0;
+  for (int b : kGraphBuckets)
+    if (b <= max_seqs_) largest_bucket = b;
+  max_tokens_ = std::max({opt_.max_num_batched_tokens, max_seqs_, largest_bucket});
+  const int max_len = opt_.max_model_len > 0 ? opt_.max_model_len : 32768;
+  blocks_cap_ = (max_len + bs_ - 1) / bs_;
+  const int64_t T = max_tokens_, H = cfg_.hidden_size, I = cfg_.intermediate_size, Q = cfg_.q_size(), KV = cfg_.kv_size();
+  residual_ = DeviceArray<float>(T * H);
+  // The o / down projections' output: bf16 by default, float32 with PAGODA_PROJ_DTYPE=f32 — and always
+  // float32 under tensor parallelism, where the ranks' partial sums are added by the all-reduce.
+  const char* pd = std::getenv("PAGODA_PROJ_DTYPE");
+  proj_f32_ = shard_.world > 1 || (pd != nullptr && std::string(pd) == "f32");
+  if (proj_f32_) proj_ = DeviceArray<float>(T * H);
+  else proj_bf16_ = DeviceArray<bf16>(T * H);
+  h_ = DeviceArray<bf16>(T * H);
+  qkv_ = DeviceArray<bf16>(T * (Q + 2 * KV));
+  q_ = DeviceArray<bf16>(T * Q);
+  attn_ = DeviceArray<bf16>(T * Q);
+  gu_ = DeviceArray<bf16>(T * 2 * I);
+  act_ = DeviceArray<bf16>(T * I);
+  if (computes_logits_) {
+    hl_ = DeviceArray<bf16>(static_cast<int64_t>(max_seqs_) * H);
+    logits_ = DeviceArray<float>(static_cast<int64_t>(max_seqs_) * cfg_.vocab_size);
+  }
+  partial_acc_ = DeviceArray<float>(kPartialBytes / 4);
+  partial_ml_ = DeviceArray<float>(kPartialBytes / 4 / cfg_.head_dim * 2);
+  // Forward inputs at fixed offsets.
+  const int64_t max_tiles = (T + kernels::kPrefillRows - 1) / kernels::kPrefillRows + max_seqs_;
+  const int64_t sizes[] = {T, T, T, max_seqs_ + 1, max_seqs_, static_cast<int64_t>(max_seqs_) * blocks_cap_, max_seqs_, max_seqs_,
+                           max_seqs_, max_tiles, max_tiles};
+  int64_t total = 0;
+  for (int64_t s : sizes) total += (s + 31) / 32 * 32;
+  in_dev_ = DeviceArray<int32_t>(total);
+  in_host_ = PinnedArray<int32_t>(total);
+  int32_t* fields[11];
+  int64_t off = 0;
+  for (int i = 0; i < 11; i++) {
+    fields[i] = in_dev_.get() + off;
+    offsets_[i] = off;
+    off += (sizes[i] + 31) / 32 * 32;
+  }
+  in_ = {fields[0], fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7], fields[8], fields[9], fields[10]};
+  if (!computes_logits_) return;
+  // Sampling inputs and outputs.
+  const int R = max_seqs_;
+  s_float_ = DeviceArray<float>(6 * static_cast<int64_t>(R));
+  s_int_ = DeviceArray<int32_t>(4 * static_cast<int64_t>(R));
+  s_host_f_ = PinnedArray<float>(6 * static_cast<int64_t>(R));
+  s_host_i_ = PinnedArray<int32_t>(4 * static_cast<int64_t>(R));
+  out_dev_ = DeviceArray<int32_t>(2 * static_cast<int64_t>(R) * (1 + kMaxTopLogprobs));
+  out_host_ = PinnedArray<int32_t>(2 * static_cast<int64_t>(R) * (1 + kMaxTopLogprobs));
+}
+
+int64_t CudaRank::kv_blocks_that_fit() const {
+  const int64_t per_block = 2LL * cfg_.num_layers * cfg_.num_kv_heads * bs_ * cfg_.head_dim * 2;
+  size_t free_b = 0, total_b = 0;
+  check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+  const double util = opt_.gpu_memory_utilization > 0 ? opt_.gpu_memory_utilization : 0.9;
+  // Everything already in use (weights, workspace, other processes) counts against the share;
+  // keep room for graphs, cuBLAS, NCCL and the logits copy used with penalties.
+  const int64_t reserve = (512LL << 20) + (computes_logits_ ? static_cast<int64_t>(max_seqs_) * cfg_.vocab_size * 4 : 0);
+  const int64_t budget = static_cast<int64_t>(util * static_cast<double>(total_b)) - static_cast<int64_t>(total_b - free_b) - reserve;
+  const int64_t blocks = budget / per_block;
+  if (blocks < 1)
+    throw EngineError("--gpu-memory-utilization " + std::to_string(util) + " leaves no room for the KV cache on GPU " +
+                      std::to_string(shard_.rank) + " after " + std::to_string((total_b - free_b) >> 20) +
+                      " MiB in use: raise it, use a smaller model or more tensor parallelism");
+  return blocks;
+}
+
+void CudaRank::allocate_kv_cache(int num_blocks) {
+  num_blocks_ = num_blocks;
+  layer_elems_ = static_cast<int64_t>(num_blocks_) * cfg_.num_kv_heads * bs_ * cfg_.head_dim;
+  kv_ = DeviceArray<bf16>(2 * layer_elems_ * cfg_.num_layers);
+}
+
+// ---- one step -----------------------------------------------------------------------------------
+
+template <typename F>
+void CudaRank::put(int field, int64_t n, F value_at) {
+  int32_t* h = in_host_.get() + offsets_[field];
+  for (int64_t i = 0; i < n; i++) h[i] = value_at(i);
+}
+
+void CudaRank::copy_field(int field, int64_t n) {
+  if (n == 0) return;
+  check(cudaMemcpyAsync(in_dev_.get() + offsets_[field], in_host_.get() + offsets_[field], n * 4, cudaMemcpyHostToDevice, stream_),
+        "cudaMemcpyAsync(inputs)");
+}
+
+// bucket > 0: a graph replay of `bucket` decode entries; the rows past the batch are padding.
+void CudaRank::upload_inputs(const StepInput& in, const StepPlan& plan, int bucket) {
+  const int S = in.num_seqs(), T = in.num_tokens(), R = in.num_rows();
+  const int n_tok = bucket > 0 ? bucket : T, n_seq = bucket > 0 ? bucket : S;
+  put(0, n_tok, [&](int64_t i) { return i < T ? in.token_ids[i] : 0; });
+  put(1, n_tok, [&](int64_t i) { return i < T ? in.positions[i] : 0; });
+  put(2, n_tok, [&](int64_t i) { return i < T ? in.slot_mapping[i] : -1; });
+  put(3, n_seq + 1, [&](int64_t i) { return i <= S ? in.query_start[i] : T; });
+  put(4, n_seq, [&](int64_t i) { return i < S ? in.context_lens[i] : 0; });
+  const int n_rows = bucket > 0 ? bucket : R;
+  put(6, n_rows, [&](int64_t i) { return i < R ? in.logit_rows[i] : static_cast<int32_t>(i); });
+  copy_field(0, n_tok);
+  copy_field(1, n_tok);
+  copy_field(2, n_tok);
+  copy_field(3, n_seq + 1);
+  copy_field(4, n_seq);
+  copy_field(6, n_rows);
+  if (bucket == 0) {
+    const int E = static_cast<int>(plan.entries_seq.size()), NT = static_cast<int>(plan.tiles_seq.size());
+    put(7, E, [&](int64_t i) { return plan.entries_seq[i]; });
+    put(8, E, [&](int64_t i) { return plan.entries_row[i]; });
+    put(9, NT, [&](int64_t i) { return plan.tiles_seq[i]; });
+    put(10, NT, [&](int64_t i) { return plan.tiles_row0[i]; });
+    copy_field(7, E);
+    copy_field(8, E);
+    copy_field(9, NT);
+    copy_field(10, NT);
+  }
+  // Block tables: rows of the step's width into the fixed stride.
+  if (S > 0 && in.max_blocks_per_seq > 0)
+    check(cudaMemcpy2DAsync(in_.block_tables, static_cast<size_t>(blocks_cap_) * 4, in.block_tables.data(),
+                            static_cast<size_t>(in.max_blocks_per_seq) * 4, static_cast<size_t>(in.max_blocks_per_seq) * 4, S,
+                            cudaMemcpyHostToDevice, stream_),
+          "cudaMemcpy2DAsync(block tables)");
+}
+
+
+// The model over T tokens: E decode entries, NT prefill tiles, logits for R rows into logits_.
+void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int splits) {
+  const int H = cfg_.hidden_size, I = cfg_.intermediate_size, Q = cfg_.q_size(), KV = cfg_.kv_size(), D = cfg_.head_dim;
+  const float eps = static_cast<float>(cfg_.rms_norm_eps), scale = 1.0f / std::sqrt(static_cast<float>(D));
+  kernels::launch_embed(in_.tokens, embed_.get(), residual_.get(), T, H, stream_);
+  for (int l = 0; l < cfg_.num_layers; l++) {
+    const Layer& L = layers_[l];
+    bf16* kc = kv_.get() + 2 * l * layer_elems_;
+    bf16* vc = kc + layer_elems_;
+    add_norm(l == 0, L.attn_norm.get(), h_.get(), nullptr, T);
+    linear(cublas_, h_.get(), T, L.qkv.w, qkv_.get(), false);
+    kernels::QkvRopeParams rp{qkv_.get(), L.qkv_bias.get(), L.q_norm.get(), L.k_norm.get(), inv_freq_.get(), in_.positions,
+                              in_.slots, q_.get(), kc, vc, T, cfg_.num_heads, cfg_.num_kv_heads, bs_, Q + 2 * KV, eps};
+    kernels::launch_qkv_rope(rp, D, stream_);
+    if (E > 0) {
+      kernels::DecodeAttentionParams dp{q_.get(), kc, vc, in_.block_tables, in_.context_lens,
+                                        identity_entries ? nullptr : in_.entry_seq, identity_entries ? nullptr : in_.entry_row,
+                                        attn_.get(), partial_acc_.get(), partial_ml_.get(), E, cfg_.num_heads, cfg_.num_kv_heads,
+                                        bs_, blocks_cap_, splits, Q, Q, scale};
+      kernels::launch_decode_attention(dp, D, stream_);
+    }
+    if (NT > 0) {
+      kernels::PrefillAttentionParams pp{q_.get(), kc, vc, in_.block_tables, in_.context_lens, in_.query_start, in_.tile_seq,
+                                         in_.tile_row0, attn_.get(), NT, cfg_.num_heads, cfg_.num_kv_heads, bs_, blocks_cap_, Q, Q,
+                                         scale};
+      kernels::launch_prefill_attention(pp, D, stream_);
+    }
+    linear(cublas_, attn_.get(), T, L.o.w, proj(), proj_f32_);
+    add_norm(false, L.mlp_norm.get(), h_.get(), nullptr, T);
+    linear(cublas_, h_.get(), T, L.gate_up.w, gu_.get(), false);
+    kernels::launch_silu_and_mul(gu_.get(), act_.get(), T, I, stream_);
+    linear(cublas_, act_.get(), T, L.down.w, proj(), proj_f32_);
+  }
+  add_norm(false, final_norm_.get(), hl_.get(), in_.logit_rows, R);
+  linear(cublas_, hl_.get(), R, lm_head_.w, logits_.get(), true);
+}
+
+
+// Sums the row-parallel projection of every rank, in place (float32), on this rank's stream.
+void CudaRank::all_reduce_projection(int T) {
+  if (comm_ == nullptr) return;
+  check_nccl(ncclAllReduce(proj_.get(), proj_.get(), static_cast<size_t>(T) * cfg_.hidden_size, ncclFloat32, ncclSum, comm_, stream_),
+             "ncclAllReduce");
+}
+
+void* CudaRank::proj() const { return proj_f32_ ? static_cast<void*>(proj_.get()) : static_cast<void*>(proj_bf16_.get()); }
+
+// residual += projection (unless first), then RMSNorm into `out`.
+void CudaRank::add_norm(bool first, const bf16* weight, bf16* out, const int32_t* rows, int n) {
+  const int H = cfg_.hidden_size;
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  if (first || proj_f32_) {
+    kernels::launch_add_rmsnorm<float>(residual_.get(), first ? nullptr : proj_.get(), weight, out, rows, n, H, eps, stream_);
+  } else {
+    kernels::launch_add_rmsnorm<bf16>(residual_.get(), proj_bf16_.get(), weight, out, rows, n, H, eps, stream_);
+  }
+}
+
+
+namespace {
+
+std::vector<kernels::PenaltyEntry> penalty_entries(const StepInput& in) {
+  std::vector<kernels::PenaltyEntry> out;
+  const SamplingInputs& s = in.sampling;
+  for (int r = 0; r < in.num_rows(); r++) {
+    const bool rep = s.repetition_penalty[r] != 1.0f;
+    const bool freq = s.frequency_penalty[r] != 0.0f || s.presence_penalty[r] != 0.0f;
+    if (!rep && !freq) continue;
+    std::unordered_map<int32_t, std::pair<int32_t, int32_t>> m;  // token → (output count, in context)
+    if (freq)
+      for (int i = s.output_offsets[r]; i < s.output_offsets[r + 1]; i++) m[s.output_tokens[i]].first++;
+    if (rep)
+      for (int i = s.context_offsets[r]; i < s.context_offsets[r + 1]; i++) m[s.context_tokens[i]].second = 1;
+    for (auto& [tok, v] : m) out.push_back({r, tok, v.first, v.second});
+  }
+  return out;
+}
+
+}  // namespace
+
+void CudaRank::sample(const StepInput& in, StepOutput& out, int R) {
+  const int V = cfg_.vocab_size, K = in.num_top_logprobs;
+  int32_t* out_tokens = out_dev_.get();
+  float* out_lp = reinterpret_cast<float*>(out_dev_.get() + R);
+  int32_t* out_top_ids = out_dev_.get() + 2 * R;
+  float* out_top_lp = reinterpret_cast<float*>(out_dev_.get() + 2 * R + static_cast<int64_t>(R) * K);
+  if (in.sample && R > 0) {
+    const SamplingInputs& s = in.sampling;
+    float* hf = s_host_f_.get();
+    int32_t* hi = s_host_i_.get();
+    std::copy(s.temperature.begin(), s.temperature.end(), hf);
+    std::copy(s.top_p.begin(), s.top_p.end(), hf + R);
+    std::copy(s.min_p.begin(), s.min_p.end(), hf + 2 * R);
+    std::copy(s.repetition_penalty.begin(), s.repetition_penalty.end(), hf + 3 * R);
+    std::copy(s.frequency_penalty.begin(), s.frequency_penalty.end(), hf + 4 * R);
+    std::copy(s.presence_penalty.begin(), s.presence_penalty.end(), hf + 5 * R);
+    std::copy(s.top_k.begin(), s.top_k.end(), hi);
+    std::copy(s.step.begin(), s.step.end(), hi + R);
+    std::memcpy(hi + 2 * R, s.seed.data(), static_cast<size_t>(R) * 8);
+    // The fixed layout is [6][R_max] floats and [4][R_max] ints on the device: copy each section.
+    float* df = s_float_.get();
+    int32_t* di = s_int_.get();
+    for (int k = 0; k < 6; k++)
+      check(cudaMemcpyAsync(df + static_cast<int64_t>(k) * max_seqs_, hf + static_cast<int64_t>(k) * R, R * 4,
+                            cudaMemcpyHostToDevice, stream_),
+            "cudaMemcpyAsync(sampling)");
+    check(cudaMemcpyAsync(di, hi, R * 4, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync(sampling)");
+    check(cudaMemcpyAsync(di + max_seqs_, hi + R, R * 4, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync(sampling)");
+    check(cudaMemcpyAsync(di + 2 * max_seqs_, hi + 2 * R, R * 8, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync(sampling)");
+    const float* work = logits_.get();
+    std::vector<kernels::PenaltyEntry> pen = penalty_entries(in);
+    if (!pen.empty()) {
+      if (logits_work_.size() == 0) logits_work_ = DeviceArray<float>(static_cast<int64_t>(max_seqs_) * V);
+      if (penalties_.size() < pen.size()) penalties_ = DeviceArray<kernels::PenaltyEntry>(pen.size() * 2);
+      check(cudaMemcpyAsync(logits_work_.get(), logits_.get(), static_cast<size_t>(R) * V * 4, cudaMemcpyDeviceToDevice, stream_),
+            "cudaMemcpyAsync(logits)");
+      check(cudaMemcpyAsync(penalties_.get(), pen.data(), pen.size() * sizeof(pen[0]), cudaMemcpyHostToDevice, stream_),
+            "cudaMemcpyAsync(penalties)");
+      kernels::launch_apply_penalties(logits_work_.get(), penalties_.get(), df + 3 * max_seqs_, df + 4 * max_seqs_,
+                                      df + 5 * max_seqs_, static_cast<int>(pen.size()), V, stream_);
+      work = logits_work_.get();
+    }
+    kernels::SamplingParams sp{work, logits_.get(), df, df + max_seqs_, di, df + 2 * max_seqs_,
+                               reinterpret_cast<const uint32_t*>(di + 2 * max_seqs_), di + max_seqs_, out_tokens, out_lp, R, V};
+    kernels::launch_sample(sp, stream_);
+    kernels::launch_top_logprobs(logits_.get(), out_top_ids, out_top_lp, R, V, K, stream_);
+    const size_t n = static_cast<size_t>(2 * R + 2 * static_cast<int64_t>(R) * K);
+    check(cudaMemcpyAsync(out_host_.get(), out_dev_.get(), n * 4, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(outputs)");
+  }
+  if (in.return_logits) {
+    out.logits.resize(static_cast<size_t>(R) * V);
+    check(cudaMemcpyAsync(out.logits.data(), logits_.get(), out.logits.size() * 4, cudaMemcpyDeviceToHost, stream_),
+          "cudaMemcpyAsync(logits)");
+  }
+  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(step)");
+  if (in.sample) {
+    const int32_t* h = out_host_.get();
+    out.tokens.assign(h, h + R);
+    out.logprobs.resize(R);
+    std::memcpy(out.logprobs.data(), h + R, static_cast<size_t>(R) * 4);
+    out.top_ids.assign(h + 2 * R, h + 2 * R + static_cast<int64_t>(R) * K);
+    out.top_logprobs.resize(static_cast<size_t>(R) * K);
+    std::memcpy(out.top_logprobs.data(), h + 2 * R + static_cast<int64_t>(R) * K, static_cast<size_t>(R) * K * 4);
+  }
+}
+
+
+// ---- CUDA graphs for decode ---------------------------------------------------------------------
+
+void CudaRank::capture_graphs() {
+  const int gc = kernels::decode_heads_per_cta(cfg_.num_heads / cfg_.num_kv_heads);
+  for (int b : kGraphBuckets) {
+    if (b > max_seqs_ || b > max_tokens_) break;
+    // A valid idle state: every entry is padding (no context, no KV store).
+    put(0, b, [](int64_t) { return 0; });
+    put(1, b, [](int64_t) { return 0; });
+    put(2, b, [](int64_t) { return -1; });
+    put(3, b + 1, [](int64_t i) { return static_cast<int32_t>(i); });
+    put(4, b, [](int64_t) { return 0; });
+    put(6, b, [](int64_t i) { return static_cast<int32_t>(i); });
+    for (int f : {0, 1, 2, 4, 6}) copy_field(f, b);
+    copy_field(3, b + 1);
+    // Splits depend on the bucket only (the graph serves every context length): whole waves of CTAs.
+    int splits = kernels::decode_splits(b, cfg_.num_heads, gc, 0, num_sms_, resident_ctas_, kMaxSplits);
+    splits = std::min(splits, max_splits_for(b));
+    forward(b, b, true, 0, b, splits);  // warm-up outside capture (cuBLAS picks its kernels)
+    check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(warm-up)");
+    cudaGraph_t graph;
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    forward(b, b, true, 0, b, splits);
+    check(cudaStreamEndCapture(stream_, &graph), "cudaStreamEndCapture");
+    cudaGraphExec_t exec;
+    check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+    cudaGraphDestroy(graph);
+    graphs_[b] = exec;
+  }
+  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(capture)");
+}
+
+
+}  // namespace pagoda::cuda

@@ -1,0 +1,84 @@
+// Megatron-style sharding of one model across the N GPUs of a tensor-parallel group: which attention
+// heads, KV heads and MLP columns rank r holds, and the host-side slicing of a full weight into its
+// shard. Pure C++ (no CUDA), so the rules are the same wherever they are checked.
+//
+//   column-parallel (output features split):  q/k/v, gate/up      W[n, k] → rows of W
+//   row-parallel (input features split):      o, down             W[n, k] → columns of W, then all-reduce
+//   replicated:                               norms, embedding; the LM head lives on rank 0 only
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/errors.h"
+#include "engine/model_config.h"
+
+namespace pagoda::cuda {
+
+struct Shard {
+  int rank = 0, world = 1;
+  int heads = 0, head0 = 0;        // query heads [head0, head0 + heads)
+  int kv_heads = 0, kv_head0 = 0;  // KV heads [kv_head0, kv_head0 + kv_heads); replicated when world > KV heads
+  int inter = 0, inter0 = 0;       // MLP intermediate columns [inter0, inter0 + inter)
+};
+
+// Throws EngineError with the fix when the model cannot be split N ways on `visible_gpus` GPUs.
+inline void validate_tensor_parallel(const ModelConfig& cfg, int world, int visible_gpus) {
+  const std::string n = std::to_string(world);
+  if (world != 1 && world != 2 && world != 4 && world != 8)
+    throw EngineError("--tensor-parallel-size must be 1, 2, 4 or 8, got " + n);
+  if (world > visible_gpus)
+    throw EngineError("--tensor-parallel-size " + n + " needs " + n + " GPUs but " + std::to_string(visible_gpus) +
+                      " are visible (check the pod's GPU limit and CUDA_VISIBLE_DEVICES)");
+  if (cfg.num_heads % world != 0)
+    throw EngineError("--tensor-parallel-size " + n + " must divide the model's " + std::to_string(cfg.num_heads) +
+                      " attention heads");
+  if (cfg.num_kv_heads % world != 0 && world % cfg.num_kv_heads != 0)
+    throw EngineError("--tensor-parallel-size " + n + " must divide the model's " + std::to_string(cfg.num_kv_heads) +
+                      " KV heads, or be a multiple of them");
+  if (cfg.intermediate_size % world != 0)
+    throw EngineError("--tensor-parallel-size " + n + " must divide the MLP size " + std::to_string(cfg.intermediate_size));
+}
+
+inline Shard shard_for(const ModelConfig& cfg, int world, int rank) {
+  Shard s;
+  s.rank = rank;
+  s.world = world;
+  s.heads = cfg.num_heads / world;
+  s.head0 = rank * s.heads;
+  if (world <= cfg.num_kv_heads) {
+    s.kv_heads = cfg.num_kv_heads / world;
+    s.kv_head0 = rank * s.kv_heads;
+  } else {
+    // More ranks than KV heads: each rank keeps the one KV head its query heads read.
+    s.kv_heads = 1;
+    s.kv_head0 = s.head0 / (cfg.num_heads / cfg.num_kv_heads);
+  }
+  s.inter = cfg.intermediate_size / world;
+  s.inter0 = rank * s.inter;
+  return s;
+}
+
+// The shape one rank computes: the full model's with its share of heads and MLP columns.
+inline ModelConfig local_config(const ModelConfig& cfg, const Shard& s) {
+  ModelConfig c = cfg;
+  c.num_heads = s.heads;
+  c.num_kv_heads = s.kv_heads;
+  c.intermediate_size = s.inter;
+  return c;
+}
+
+// Rows [r0, r0 + count) of a row-major [n, k] matrix (a column-parallel shard).
+inline std::vector<float> take_rows(const std::vector<float>& w, int64_t k, int64_t r0, int64_t count) {
+  return std::vector<float>(w.begin() + r0 * k, w.begin() + (r0 + count) * k);
+}
+
+// Columns [c0, c0 + count) of a row-major [n, k] matrix (a row-parallel shard), as [n, count].
+inline std::vector<float> take_cols(const std::vector<float>& w, int64_t n, int64_t k, int64_t c0, int64_t count) {
+  std::vector<float> out(static_cast<size_t>(n * count));
+  for (int64_t i = 0; i < n; i++)
+    std::copy(w.begin() + i * k + c0, w.begin() + i * k + c0 + count, out.begin() + i * count);
+  return out;
+}
+
+}  // namespace pagoda::cuda
