@@ -18,7 +18,7 @@ import type { Logger } from '../log.ts';
 import { FIELD_MANAGER } from '../plan/names.ts';
 import { type Children, type KubeObject, type PlanOptions, planFor } from '../plan/plan.ts';
 import type { QueueResult } from './queue.ts';
-import { computeStatus, type DeploymentView, type PodView, sameJson } from './status.ts';
+import { computeStatus, type DeploymentView, type PodView, reconcilerStatus, sameJson } from './status.ts';
 
 export interface ChildObject {
   metadata: {
@@ -233,7 +233,7 @@ export async function reconcile(deps: ReconcileDeps, key: string): Promise<Queue
 
   const pods = deps.pods.list(namespace).filter((p) => p.metadata.labels?.['inference.pagoda.dev/name'] === name);
   const status = computeStatus({ cr, plan, deployment, pods, applyError, now: new Date() });
-  if (!sameJson(status, cr.status)) {
+  if (!sameJson(status, reconcilerStatus(cr.status))) {
     try {
       await deps.client.apply(
         objectPath(RESOURCES.inferenceDeployment, namespace, name, 'status'),
