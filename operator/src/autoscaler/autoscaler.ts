@@ -1,0 +1,316 @@
+/**
+ * The built-in autoscaler. Runs on the leader only (the controller starts and stops it with its
+ * informers, whose caches it reads). Every interval, for each InferenceDeployment in builtin mode:
+ * scrape the metric from each Ready pod's /metrics, add the sample to the object's window, decide
+ * (decide.ts), write spec.replicas through the scale subresource when the decision changes it, record an
+ * Event, and apply status.autoscaling and ScalingLimited. For hpa mode it mirrors the HPA's status; for
+ * no autoscaling it removes its status fields.
+ *
+ * State that decisions depend on across time — the recommendation history of the stabilization windows
+ * and the last scale time — is written to status with every change and read back when this process
+ * first sees an object, so a restarted operator or a new leader continues where the last one stopped. Only
+ * the metric samples are kept in memory: after a restart the average starts again from the next scrape.
+ */
+import { API_VERSION, type InferenceDeployment, KIND } from '../api/types.ts';
+import type { Cache } from '../controller/reconcile.ts';
+import { type PodView, podsShortOfGpus } from '../controller/status.ts';
+import type { EventRecorder } from '../kube/events.ts';
+import { type KubeClient, objectPath, RESOURCES } from '../kube/rest.ts';
+import type { Logger } from '../log.ts';
+import type { OperatorMetrics } from '../metrics.ts';
+import { NAME_LABEL } from '../plan/names.ts';
+import { type Decision, decide, formatValue, type Recommendation } from './decide.ts';
+import { type HpaView, hpaStatus } from './hpa-status.ts';
+import { autoscalingMode, type Policy, policyOf } from './policy.ts';
+import { scrape } from './scrape.ts';
+import {
+  AUTOSCALER_FIELD_MANAGER,
+  type AutoscalerStatusPatch,
+  formatSeconds,
+  historyFromStatus,
+  historyToStatus,
+  patchChanges,
+  scalingLimitedCondition,
+} from './status.ts';
+import type { TargetResolver } from './targets.ts';
+import { SampleWindow } from './window.ts';
+
+type Pod = PodView & { metadata: { namespace?: string; labels?: Record<string, string> } };
+
+export interface AutoscalerOptions {
+  client: KubeClient;
+  crs: Cache<InferenceDeployment>;
+  pods: Cache<Pod>;
+  hpas: Cache<HpaView>;
+  events: EventRecorder;
+  log: Logger;
+  metrics: OperatorMetrics;
+  targets: TargetResolver;
+  intervalMs: number;
+  /** Per scrape; default min(5 s, the interval). */
+  scrapeTimeoutMs?: number;
+  /** Scrapes in flight at once, over all objects. Default 32. */
+  scrapeConcurrency?: number;
+  now?: () => number;
+}
+
+interface ObjectState {
+  uid: string | undefined;
+  window: SampleWindow;
+  history: Recommendation[];
+  lastScaleTime: string | undefined;
+}
+
+/** A counting semaphore for the scrapes. */
+class Limiter {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  private readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+  async run<T>(f: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((r) => this.waiting.push(r));
+    this.active++;
+    try {
+      return await f();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+const isReady = (p: Pod): boolean =>
+  !p.metadata.deletionTimestamp &&
+  p.status?.phase === 'Running' &&
+  !!p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+
+const keyOf = (cr: InferenceDeployment) => `${cr.metadata.namespace}/${cr.metadata.name}`;
+
+export class Autoscaler {
+  private readonly o: AutoscalerOptions;
+  private readonly states = new Map<string, ObjectState>();
+  private readonly limiter: Limiter;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = true;
+
+  constructor(opts: AutoscalerOptions) {
+    this.o = opts;
+    this.limiter = new Limiter(opts.scrapeConcurrency ?? 32);
+  }
+
+  private now(): number {
+    return this.o.now ? this.o.now() : Date.now();
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.states.clear(); // a new term starts from what status says, not from an older term's memory
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      const started = this.now();
+      this.running = this.tick()
+        .catch((e: unknown) => this.o.log.error('autoscaler pass failed', { error: String(e) }))
+        .finally(() => {
+          this.running = undefined;
+          // Keep the cadence: the next pass starts one interval after this one started.
+          this.schedule(Math.max(0, this.o.intervalMs - (this.now() - started)));
+        });
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  /** One pass over every InferenceDeployment in the cache. */
+  async tick(): Promise<void> {
+    const end = this.o.metrics.autoscalerPassDuration.startTimer();
+    const now = this.now();
+    const seen = new Set<string>();
+    await Promise.all(
+      this.o.crs.list().map(async (cr) => {
+        if (!cr.metadata.namespace || cr.metadata.deletionTimestamp) return;
+        seen.add(keyOf(cr));
+        try {
+          await this.one(cr, now);
+        } catch (e) {
+          this.o.log.warn('autoscaling failed; retrying next pass', { key: keyOf(cr), error: String(e) });
+        }
+      }),
+    );
+    for (const key of this.states.keys()) {
+      if (!seen.has(key)) this.forget(key);
+    }
+    end();
+  }
+
+  private forget(key: string): void {
+    this.states.delete(key);
+    const [namespace = '', name = ''] = key.split('/');
+    this.o.metrics.autoscalerDesiredReplicas.remove({ namespace, name });
+    this.o.metrics.autoscalerMetricValue.remove({ namespace, name });
+  }
+
+  private async one(cr: InferenceDeployment, now: number): Promise<void> {
+    const mode = autoscalingMode(cr);
+    if (mode === 'builtin') {
+      const policy = policyOf(cr);
+      if (typeof policy !== 'string') return this.builtin(cr, policy, now);
+    }
+    this.forget(keyOf(cr));
+    if (mode === 'hpa') {
+      const name = cr.metadata.name;
+      return this.applyStatus(cr, { autoscaling: hpaStatus(name, this.o.hpas.get(name, cr.metadata.namespace)) });
+    }
+    // No autoscaling (or a spec the CRD should have refused): take our fields away, once.
+    if (cr.status?.autoscaling || cr.status?.conditions?.some((c) => c.type === 'ScalingLimited')) {
+      await this.applyStatus(cr, {});
+    }
+  }
+
+  private state(cr: InferenceDeployment): ObjectState {
+    const key = keyOf(cr);
+    let st = this.states.get(key);
+    if (!st || st.uid !== cr.metadata.uid) {
+      st = {
+        uid: cr.metadata.uid,
+        window: new SampleWindow(),
+        history: historyFromStatus(cr.status),
+        lastScaleTime: cr.status?.autoscaling?.lastScaleTime,
+      };
+      this.states.set(key, st);
+    }
+    return st;
+  }
+
+  /** Scrapes the Ready pods; returns the sample and the first error, if any. */
+  private async measure(cr: InferenceDeployment, policy: Policy, pods: readonly Pod[]) {
+    const namespace = cr.metadata.namespace as string;
+    const timeoutMs = this.o.scrapeTimeoutMs ?? Math.min(5000, this.o.intervalMs);
+    const results = await Promise.all(
+      pods.filter(isReady).map(async (p) => {
+        const target = this.o.targets.resolve({ namespace, name: p.metadata.name, podIP: p.status?.podIP });
+        if ('error' in target) return { pod: p.metadata.name, error: target.error };
+        try {
+          const value = await this.limiter.run(() => scrape(target.url, policy.metric, timeoutMs));
+          return { pod: p.metadata.name, value };
+        } catch (e) {
+          return { pod: p.metadata.name, error: (e as Error).message };
+        }
+      }),
+    );
+    let total = 0;
+    let answered = 0;
+    const errors: string[] = [];
+    for (const r of results) {
+      if (r.value !== undefined) {
+        total += r.value;
+        answered++;
+      } else {
+        errors.push(`${r.pod}: ${r.error}`);
+      }
+    }
+    this.o.metrics.autoscalerScrapes.inc({ result: 'success' }, answered);
+    if (errors.length) {
+      this.o.metrics.autoscalerScrapes.inc({ result: 'error' }, errors.length);
+      this.o.log.debug('scrapes failed', { key: keyOf(cr), errors });
+    }
+    return { total, answered, missing: errors.length, errors };
+  }
+
+  private async builtin(cr: InferenceDeployment, policy: Policy, now: number): Promise<void> {
+    const namespace = cr.metadata.namespace as string;
+    const name = cr.metadata.name;
+    const st = this.state(cr);
+    const pods = this.o.pods
+      .list(namespace)
+      .filter((p) => p.metadata.labels?.[NAME_LABEL] === name && !p.metadata.deletionTimestamp);
+    const m = await this.measure(cr, policy, pods);
+    st.window.add({ at: now, total: m.total, answered: m.answered, missing: m.missing });
+    const load = st.window.load(now, policy.metricWindowMs);
+    const current = cr.spec.replicas ?? 1;
+    const gpuResource = cr.spec.gpu?.resourceName ?? 'nvidia.com/gpu';
+    const d = decide({
+      policy,
+      current,
+      load,
+      podsShortOfGpus: podsShortOfGpus(pods, gpuResource).length,
+      history: st.history,
+      now,
+    });
+    st.history = d.history;
+    if (d.desired !== current && (await this.writeScale(cr, current, d))) st.lastScaleTime = formatSeconds(now);
+    this.o.metrics.autoscalerDesiredReplicas.set({ namespace, name }, d.desired);
+    if (load) this.o.metrics.autoscalerMetricValue.set({ namespace, name }, load.perPod);
+
+    const scrapeNote = m.errors.length
+      ? `; ${m.errors.length} Ready pod(s) not scraped (${m.errors[0]}${m.errors.length > 1 ? ', …' : ''})`
+      : '';
+    const previous = cr.status?.conditions?.find((c) => c.type === 'ScalingLimited');
+    const limited = scalingLimitedCondition(cr, d, now);
+    await this.applyStatus(cr, {
+      autoscaling: {
+        mode: 'builtin',
+        metric: policy.metric,
+        target: policy.target,
+        ...(load ? { currentValue: Number(formatValue(load.perPod)) } : {}),
+        scrapedPods: m.answered,
+        currentReplicas: current,
+        desiredReplicas: d.desired,
+        ...(st.lastScaleTime ? { lastScaleTime: st.lastScaleTime } : {}),
+        reason: d.reason,
+        message: (d.message + scrapeNote).slice(0, 32_000),
+        recommendations: historyToStatus(st.history),
+      },
+      conditions: [limited],
+    });
+    if (limited.status === 'True' && (previous?.status !== 'True' || previous.reason !== limited.reason)) {
+      this.o.events.record(cr, 'Warning', 'ScalingLimited', `${limited.reason}: ${limited.message}`);
+    }
+  }
+
+  /** PUT /scale with the new count, unless the replicas moved since the cache saw them. */
+  private async writeScale(cr: InferenceDeployment, current: number, d: Decision): Promise<boolean> {
+    const path = objectPath(RESOURCES.inferenceDeployment, cr.metadata.namespace, cr.metadata.name, 'scale');
+    try {
+      const scale = await this.o.client.get<{ metadata: Record<string, unknown>; spec?: { replicas?: number } }>(path);
+      if ((scale.spec?.replicas ?? 0) !== current) return false; // changed meanwhile: decide again next pass
+      await this.o.client.replace(path, {
+        apiVersion: 'autoscaling/v1',
+        kind: 'Scale',
+        metadata: scale.metadata,
+        spec: { replicas: d.desired },
+      });
+    } catch (e) {
+      this.o.log.warn('writing the scale subresource failed', { key: keyOf(cr), error: String(e) });
+      this.o.events.record(cr, 'Warning', 'ScaleFailed', `could not set replicas to ${d.desired}: ${String(e)}`);
+      return false;
+    }
+    const up = d.desired > current;
+    this.o.metrics.autoscalerScales.inc({ direction: up ? 'up' : 'down' });
+    this.o.log.info('scaled', { key: keyOf(cr), from: current, to: d.desired, reason: d.message });
+    this.o.events.record(cr, 'Normal', up ? 'ScaledUp' : 'ScaledDown', d.message);
+    return true;
+  }
+
+  private async applyStatus(cr: InferenceDeployment, patch: AutoscalerStatusPatch): Promise<void> {
+    if (!patchChanges(cr, patch)) return;
+    const { namespace, name } = cr.metadata;
+    await this.o.client.apply(
+      objectPath(RESOURCES.inferenceDeployment, namespace, name, 'status'),
+      { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace }, status: patch },
+      AUTOSCALER_FIELD_MANAGER,
+    );
+  }
+}
