@@ -177,23 +177,26 @@ describe('install, RBAC, upgrade, uninstall', () => {
     writeFileSync(path, stringify(kubeconfig), { mode: 0o600 });
     const sa = clientFor(path);
 
-    const review = async (verb: string, resource: string, group = '') =>
+    const review = async (verb: string, resource: string, group = '', subresource = '') =>
       (
         await sa.create<Obj>('/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
           apiVersion: 'authorization.k8s.io/v1',
           kind: 'SelfSubjectAccessReview',
-          spec: { resourceAttributes: { verb, resource, group, namespace: 'default' } },
+          spec: { resourceAttributes: { verb, resource, group, subresource, namespace: 'default' } },
         })
       ).status.allowed as boolean;
     expect(await review('patch', 'deployments', 'apps')).toBe(true);
     expect(await review('delete', 'deployments', 'apps')).toBe(false);
     expect(await review('get', 'secrets')).toBe(false);
     expect(await review('update', 'inferencedeployments', 'inference.pagoda.dev')).toBe(false);
+    expect(await review('update', 'inferencedeployments', 'inference.pagoda.dev', 'scale')).toBe(true);
+    expect(await review('delete', 'horizontalpodautoscalers', 'autoscaling')).toBe(true);
+    expect(await review('delete', 'services')).toBe(false);
 
     operator = await startOperator({
       kubeconfig: path,
       identity: 'chart-sa',
-      args: [`--leader-election-namespace=${ns}`, '--leader-election-id=pagoda-operator'],
+      args: [`--leader-election-namespace=${ns}`, '--leader-election-id=pagoda-operator', '--autoscaler-interval=1'],
     });
     const work = await cluster.namespace('chart-work');
     await cluster.client.create(collectionPath(RESOURCES.inferenceDeployment, work), {
@@ -213,6 +216,34 @@ describe('install, RBAC, upgrade, uninstall', () => {
     });
     const events = await cluster.client.list<Obj>(collectionPath(RESOURCES.event, work));
     expect(events.items.some((e) => e.reason === 'Planned')).toBe(true);
+
+    // Autoscaling under the same RBAC: the built-in autoscaler writes /scale (raising replicas to
+    // minReplicas needs no metrics) and its status; hpa mode creates an HPA, and a mode change deletes it.
+    const autoscaled = (name: string, autoscaling: Obj) =>
+      cluster.client.create(collectionPath(RESOURCES.inferenceDeployment, work), {
+        apiVersion: 'inference.pagoda.dev/v1alpha1',
+        kind: 'InferenceDeployment',
+        metadata: { name, namespace: work },
+        spec: {
+          model: { name: 'Qwen/Qwen3-4B', source: { hostPath: { path: '/m' } } },
+          gpu: { product: 'NVIDIA-H100-80GB-HBM3' },
+          autoscaling,
+        },
+      });
+    const crOf = (name: string) =>
+      cluster.client.get<InferenceDeployment>(objectPath(RESOURCES.inferenceDeployment, work, name));
+    await autoscaled('rbac-builtin', { minReplicas: 2, maxReplicas: 3, target: 4 });
+    await eventually('scaled to minReplicas through /scale', async () => {
+      const cr = await crOf('rbac-builtin');
+      return cr.spec.replicas === 2 && cr.status?.autoscaling?.mode === 'builtin';
+    });
+    await autoscaled('rbac-hpa', { mode: 'hpa', maxReplicas: 3, target: 4 });
+    const hpaPath = objectPath(RESOURCES.horizontalPodAutoscaler, work, 'rbac-hpa');
+    await eventually('HPA created', () => cluster.client.get(hpaPath).then(() => true));
+    await cluster.client.mergePatch(objectPath(RESOURCES.inferenceDeployment, work, 'rbac-hpa'), {
+      spec: { autoscaling: { mode: 'none' } },
+    });
+    await eventually('HPA deleted', () => cluster.client.get(hpaPath).then(() => false, isNotFound));
     expect(operator.logs()).not.toContain('forbidden');
     await operator.stop();
     operator = undefined;
