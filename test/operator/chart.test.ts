@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import type { InferenceDeployment } from '../../operator/src/api/types.ts';
 import { collectionPath, isNotFound, objectPath, RESOURCES } from '../../operator/src/kube/rest.ts';
+import { OperatorMetrics } from '../../operator/src/metrics.ts';
 import { CHART_TEMPLATE, CRD_SOURCE, renderChartCrdTemplate } from '../../operator/tools/sync-chart-crd.ts';
 import { CLUSTER_DIR, clientFor, REPO_ROOT } from '../../scripts/cluster/cluster.ts';
 import { CLUSTER_SETUP_TIMEOUT_MS, setupCluster, type TestCluster } from './support/cluster.ts';
@@ -83,6 +84,7 @@ describe('templates', () => {
     expect(pod.containers[0].readinessProbe.httpGet.path).toBe('/readyz');
     expect(args(docs)).toContain('--leader-elect=true');
     expect(args(docs)).toContain('--leader-election-id=pagoda-operator');
+    expect(args(docs)).toContain('--autoscaler-interval=15');
   });
 
   it('the CRD template is crds/ with the chart labels and the keep policy', async () => {
@@ -121,6 +123,48 @@ describe('templates', () => {
     );
   });
 
+  it('renders the Grafana dashboard ConfigMap only when enabled, with the sidecar label', async () => {
+    expect(kinds(await render())).not.toContain('ConfigMap');
+    const docs = await render(
+      'grafanaDashboard.enabled=true',
+      'grafanaDashboard.namespace=monitoring',
+      'grafanaDashboard.annotations.grafana_folder=Pagoda',
+    );
+    const cm = find(docs, 'ConfigMap') as Obj;
+    expect(cm.metadata).toMatchObject({
+      name: 'pagoda-operator-dashboard',
+      namespace: 'monitoring',
+      labels: { grafana_dashboard: '1' },
+      annotations: { grafana_folder: 'Pagoda' },
+    });
+    const dashboard = JSON.parse(cm.data['pagoda-runtime.json']) as Obj;
+    expect(dashboard).toEqual(JSON.parse(readFileSync(join(CHART, 'dashboards', 'pagoda-runtime.json'), 'utf8')));
+    expect(dashboard.uid).toBe('pagoda-runtime');
+    const out = await cluster.helm(['lint', '--strict', CHART, '--set', 'grafanaDashboard.enabled=true']);
+    expect(out).toContain('0 chart(s) failed');
+  });
+
+  it('the dashboard queries only metrics that exist: the runtime contract and the operator', async () => {
+    const dashboard = JSON.parse(readFileSync(join(CHART, 'dashboards', 'pagoda-runtime.json'), 'utf8')) as Obj;
+    const exprs: string[] = dashboard.panels.flatMap((p: Obj) => (p.targets ?? []).map((t: Obj) => t.expr));
+    const contract = new Set(
+      [...readFileSync(join(REPO_ROOT, 'docs', 'metrics.md'), 'utf8').matchAll(/^\| `(pagoda_[a-z0-9_]+)`/gm)].map(
+        (m) => m[1],
+      ),
+    );
+    const operatorMetrics = new Set((await new OperatorMetrics().registry.getMetricsAsJSON()).map((m) => m.name));
+    expect(contract.size).toBeGreaterThan(15);
+    const used = new Set(exprs.flatMap((e) => [...e.matchAll(/\bpagoda_[a-z0-9_]+/g)].map((m) => m[0])));
+    const unknown = [...used].filter(
+      (n) => !contract.has(n) && !contract.has(n.replace(/_bucket$/, '')) && !operatorMetrics.has(n),
+    );
+    expect(unknown).toEqual([]);
+    for (const m of ['pagoda_num_requests_running', 'pagoda_num_requests_waiting', 'pagoda_kv_cache_usage_ratio']) {
+      expect(used).toContain(m);
+    }
+    expect(used).toContain('pagoda_operator_autoscaler_desired_replicas');
+  });
+
   it('leader election off: no Lease role, and the flag says so', async () => {
     const docs = await render('leaderElection.enabled=false');
     expect(docs.filter((d) => d.kind === 'Role')).toHaveLength(0);
@@ -131,12 +175,23 @@ describe('templates', () => {
     await expect(render('replicas=2')).rejects.toThrow("additional properties 'replicas' not allowed");
     await expect(render('logLevel=verbose')).rejects.toThrow('logLevel');
     await expect(render('image.pullPolicy=Sometimes')).rejects.toThrow('pullPolicy');
+    await expect(render('autoscaler.interval=0')).rejects.toThrow('autoscaler.interval');
+    await expect(render('grafanaDashboard.enable=true')).rejects.toThrow("additional properties 'enable' not allowed");
   });
 
   it('helm template | kubectl apply --dry-run=server is clean', async () => {
     const ns = await cluster.namespace('dryrun');
-    const out = await cluster.helm(['template', 'pagoda', CHART, '--namespace', ns]);
+    const out = await cluster.helm([
+      'template',
+      'pagoda',
+      CHART,
+      '--namespace',
+      ns,
+      '--set',
+      'grafanaDashboard.enabled=true',
+    ]);
     const applied = await cluster.kubectl(['apply', '--dry-run=server', '-f', '-'], out);
+    expect(applied).toContain('configmap/pagoda-operator-dashboard created (server dry run)');
     expect(applied).toContain('deployment.apps/pagoda-operator created (server dry run)');
     expect(applied).toContain(`customresourcedefinition.apiextensions.k8s.io/${CRD_NAME}`);
   });
