@@ -21,8 +21,8 @@ import type { OperatorMetrics } from '../metrics.ts';
 import { NAME_LABEL } from '../plan/names.ts';
 import { type Decision, decide, formatValue, type Recommendation } from './decide.ts';
 import { type HpaView, hpaStatus } from './hpa-status.ts';
+import { Limiter, measure } from './measure.ts';
 import { autoscalingMode, type Policy, policyOf } from './policy.ts';
-import { scrape } from './scrape.ts';
 import {
   AUTOSCALER_FIELD_MANAGER,
   type AutoscalerStatusPatch,
@@ -60,31 +60,6 @@ interface ObjectState {
   history: Recommendation[];
   lastScaleTime: string | undefined;
 }
-
-/** A counting semaphore for the scrapes. */
-class Limiter {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-  private readonly max: number;
-  constructor(max: number) {
-    this.max = max;
-  }
-  async run<T>(f: () => Promise<T>): Promise<T> {
-    if (this.active >= this.max) await new Promise<void>((r) => this.waiting.push(r));
-    this.active++;
-    try {
-      return await f();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
-    }
-  }
-}
-
-const isReady = (p: Pod): boolean =>
-  !p.metadata.deletionTimestamp &&
-  p.status?.phase === 'Running' &&
-  !!p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
 
 const keyOf = (cr: InferenceDeployment) => `${cr.metadata.namespace}/${cr.metadata.name}`;
 
@@ -194,41 +169,6 @@ export class Autoscaler {
     return st;
   }
 
-  /** Scrapes the Ready pods; returns the sample and the first error, if any. */
-  private async measure(cr: InferenceDeployment, policy: Policy, pods: readonly Pod[]) {
-    const namespace = cr.metadata.namespace as string;
-    const timeoutMs = this.o.scrapeTimeoutMs ?? Math.min(5000, this.o.intervalMs);
-    const results = await Promise.all(
-      pods.filter(isReady).map(async (p) => {
-        const target = this.o.targets.resolve({ namespace, name: p.metadata.name, podIP: p.status?.podIP });
-        if ('error' in target) return { pod: p.metadata.name, error: target.error };
-        try {
-          const value = await this.limiter.run(() => scrape(target.url, policy.metric, timeoutMs));
-          return { pod: p.metadata.name, value };
-        } catch (e) {
-          return { pod: p.metadata.name, error: (e as Error).message };
-        }
-      }),
-    );
-    let total = 0;
-    let answered = 0;
-    const errors: string[] = [];
-    for (const r of results) {
-      if (r.value !== undefined) {
-        total += r.value;
-        answered++;
-      } else {
-        errors.push(`${r.pod}: ${r.error}`);
-      }
-    }
-    this.o.metrics.autoscalerScrapes.inc({ result: 'success' }, answered);
-    if (errors.length) {
-      this.o.metrics.autoscalerScrapes.inc({ result: 'error' }, errors.length);
-      this.o.log.debug('scrapes failed', { key: keyOf(cr), errors });
-    }
-    return { total, answered, missing: errors.length, errors };
-  }
-
   private async builtin(cr: InferenceDeployment, policy: Policy, now: number): Promise<void> {
     const namespace = cr.metadata.namespace as string;
     const name = cr.metadata.name;
@@ -236,8 +176,20 @@ export class Autoscaler {
     const pods = this.o.pods
       .list(namespace)
       .filter((p) => p.metadata.labels?.[NAME_LABEL] === name && !p.metadata.deletionTimestamp);
-    const m = await this.measure(cr, policy, pods);
-    st.window.add({ at: now, total: m.total, answered: m.answered, missing: m.missing });
+    const m = await measure({
+      namespace,
+      pods,
+      metric: policy.metric,
+      targets: this.o.targets,
+      limiter: this.limiter,
+      timeoutMs: this.o.scrapeTimeoutMs ?? Math.min(5000, this.o.intervalMs),
+    });
+    this.o.metrics.autoscalerScrapes.inc({ result: 'success' }, m.answered);
+    if (m.errors.length) {
+      this.o.metrics.autoscalerScrapes.inc({ result: 'error' }, m.errors.length);
+      this.o.log.debug('scrapes failed', { key: keyOf(cr), errors: m.errors });
+    }
+    st.window.add({ at: now, total: m.total, answered: m.answered, missing: m.errors.length });
     const load = st.window.load(now, policy.metricWindowMs);
     const current = cr.spec.replicas ?? 1;
     const gpuResource = cr.spec.gpu?.resourceName ?? 'nvidia.com/gpu';
