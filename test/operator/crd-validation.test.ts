@@ -311,6 +311,8 @@ describe('updates', () => {
 it('kubectl explain reads the field descriptions', async () => {
   const out = await cluster.kubectl(['explain', 'infd.spec.parallelism.tensor']);
   expect(out).toContain('Tensor-parallel size = GPUs per replica');
+  const window = await cluster.kubectl(['explain', 'infd.spec.autoscaling.scaleDown.stabilizationWindowSeconds']);
+  expect(window).toContain('Default 5 minutes');
   const top = await cluster.kubectl(['explain', 'inferencedeployment']);
   expect(top).toContain('InferenceDeployment serves one model with the Pagoda runtime on GPU nodes');
 });

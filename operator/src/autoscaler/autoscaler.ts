@@ -143,7 +143,7 @@ export class Autoscaler {
       const policy = policyOf(cr);
       if (typeof policy !== 'string') return this.builtin(cr, policy, now);
     }
-    this.forget(keyOf(cr));
+    if (this.states.has(keyOf(cr))) this.forget(keyOf(cr));
     if (mode === 'hpa') {
       const name = cr.metadata.name;
       return this.applyStatus(cr, { autoscaling: hpaStatus(name, this.o.hpas.get(name, cr.metadata.namespace)) });
