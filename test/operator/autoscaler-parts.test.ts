@@ -3,7 +3,7 @@
  * targets (pod IP, file map), the spec defaults, the HPA it emits in hpa mode and the status it mirrors
  * from one.
  */
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -148,6 +148,7 @@ describe('scrape targets', () => {
     expect(t.resolve({ namespace: 'ml', name: 'a' })).toMatchObject({
       error: expect.stringContaining('expected an object'),
     });
+    rmSync(dir, { recursive: true });
   });
 });
 

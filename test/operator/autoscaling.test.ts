@@ -15,7 +15,7 @@
  *   - load stops, the operator restarts meanwhile → replicas stay until the scale-down window has passed
  *     (the new process reads the recommendation history from status), then fall to minReplicas.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,7 +38,7 @@ const NAME = 'smol';
  * Time the scrapes, the API server and the test's own polling may add to a decision on a busy, shared
  * 2-core machine. The count of autoscaler passes is checked exactly besides.
  */
-const GRACE_MS = 4000;
+const GRACE_MS = 2500;
 const PASSES = 'pagoda_operator_autoscaler_pass_duration_seconds_count';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read nested fields of Kubernetes objects
@@ -51,6 +51,7 @@ let runtimes: ServeProcess[] = [];
 let targets: PodTargetMap;
 let load: ClosedLoopLoad;
 let operator: OperatorProcess;
+let mapDir: string;
 let mapPath: string;
 
 const operatorArgs = () => [
@@ -68,7 +69,8 @@ beforeAll(async () => {
   await createGpuNodes(cluster.client, { prefix: nodePrefix, count: 2, gpusPerNode: 1, product: `TEST-${ns}` });
   await eventually('GPU nodes ready', async () => (await readyNodes(cluster.client, nodePrefix)).length === 2);
   runtimes = await startRuntimes(2, ['--max-num-seqs', '2']);
-  mapPath = join(mkdtempSync(join(tmpdir(), 'pagoda-autoscale-')), 'targets.json');
+  mapDir = mkdtempSync(join(tmpdir(), 'pagoda-autoscale-'));
+  mapPath = join(mapDir, 'targets.json');
   targets = new PodTargetMap({
     client: cluster.client,
     namespace: ns,
@@ -87,6 +89,7 @@ afterAll(async () => {
   const code = await operator?.stop();
   if (code !== 0 && operator) console.error(operator.logs());
   await stopRuntimes(runtimes);
+  if (mapDir) rmSync(mapDir, { recursive: true, force: true });
   if (nodePrefix) await deleteGpuNodes(cluster.client, nodePrefix);
   await cluster?.cleanup();
 });

@@ -95,23 +95,26 @@ export class Autoscaler {
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
+    const due = this.now() + delayMs;
     this.timer = setTimeout(() => {
-      const started = this.now();
-      this.running = this.tick()
+      // A pass's time is when it was due (or later, if late): timers may fire a millisecond early, and a
+      // pass dated 5999 ms after the one two intervals back would still count its sample in a window of
+      // two intervals.
+      const started = Math.max(this.now(), due);
+      this.running = this.tick(started)
         .catch((e: unknown) => this.o.log.error('autoscaler pass failed', { error: String(e) }))
         .finally(() => {
           this.running = undefined;
-          // Keep the cadence: the next pass starts one interval after this one started.
-          this.schedule(Math.max(0, this.o.intervalMs - (this.now() - started)));
+          // Keep the cadence: the next pass is due one interval after this one started.
+          this.schedule(Math.max(0, started + this.o.intervalMs - this.now()));
         });
     }, delayMs);
     this.timer.unref();
   }
 
-  /** One pass over every InferenceDeployment in the cache. */
-  async tick(): Promise<void> {
+  /** One pass over every InferenceDeployment in the cache, as of `now`. */
+  async tick(now: number = this.now()): Promise<void> {
     const end = this.o.metrics.autoscalerPassDuration.startTimer();
-    const now = this.now();
     const seen = new Set<string>();
     await Promise.all(
       this.o.crs.list().map(async (cr) => {
