@@ -3,7 +3,7 @@
  * autoscaling/v2 HorizontalPodAutoscaler that the API server accepts; the real HPA controller of
  * kube-controller-manager resolves the InferenceDeployment's scale subresource and writes it (raising
  * replicas to minReplicas; there is no custom metrics adapter here, so it reports that it cannot read
- * the Pods metric, and status.autoscaling says so); `kubectl scale` and a PUT of /scale change the
+ * the Pods metric, and status.autoscaling says so); `kubectl scale` and a PATCH of /scale change the
  * Deployment; switching to builtin deletes the HPA; the documented own-HPA example is valid.
  */
 import { readFileSync } from 'node:fs';
@@ -121,13 +121,13 @@ describe('hpa mode', () => {
     expect(cr.status?.conditions?.some((c) => c.type === 'ScalingLimited')).toBe(false);
   });
 
-  it('kubectl scale and a PUT of /scale change the Deployment', async () => {
+  it('kubectl scale and a PATCH of /scale change the Deployment', async () => {
     await cluster.kubectl(['scale', `infd/${NAME}`, '-n', ns, '--replicas', '3']);
     await eventually('Deployment replicas 3', async () => (await deploymentReplicas()) === 3);
     const scalePath = objectPath(RESOURCES.inferenceDeployment, ns, NAME, 'scale');
     const scale = await cluster.client.get<Obj>(scalePath);
     expect(scale.status.selector).toBe(`inference.pagoda.dev/name=${NAME}`);
-    await cluster.client.replace(scalePath, { ...scale, spec: { replicas: 4 } });
+    await cluster.client.mergePatch(scalePath, { spec: { replicas: 4 } });
     await eventually('Deployment replicas 4', async () => (await deploymentReplicas()) === 4);
     await eventually('4 ready replicas', async () => (await getCr()).status?.readyReplicas === 4);
   });

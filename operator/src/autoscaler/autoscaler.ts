@@ -15,7 +15,7 @@ import { API_VERSION, type InferenceDeployment, KIND } from '../api/types.ts';
 import type { Cache } from '../controller/reconcile.ts';
 import { type PodView, podsShortOfGpus } from '../controller/status.ts';
 import type { EventRecorder } from '../kube/events.ts';
-import { type KubeClient, objectPath, RESOURCES } from '../kube/rest.ts';
+import { ApiError, type KubeClient, objectPath, RESOURCES } from '../kube/rest.ts';
 import type { Logger } from '../log.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { NAME_LABEL } from '../plan/names.ts';
@@ -235,19 +235,27 @@ export class Autoscaler {
     }
   }
 
-  /** PUT /scale with the new count, unless the replicas moved since the cache saw them. */
+  /**
+   * Sets the replicas through the scale subresource, as a compare-and-set on the replicas alone (a JSON
+   * patch that tests the count the decision started from): status writes, which change the object's
+   * resourceVersion all the time, do not make it fail, but a change of the replicas by someone else
+   * does (422), and the next pass decides again from the new count.
+   */
   private async writeScale(cr: InferenceDeployment, current: number, d: Decision): Promise<boolean> {
     const path = objectPath(RESOURCES.inferenceDeployment, cr.metadata.namespace, cr.metadata.name, 'scale');
     try {
-      const scale = await this.o.client.get<{ metadata: Record<string, unknown>; spec?: { replicas?: number } }>(path);
-      if ((scale.spec?.replicas ?? 0) !== current) return false; // changed meanwhile: decide again next pass
-      await this.o.client.replace(path, {
-        apiVersion: 'autoscaling/v1',
-        kind: 'Scale',
-        metadata: scale.metadata,
-        spec: { replicas: d.desired },
+      await this.o.client.request('PATCH', path, {
+        body: [
+          { op: 'test', path: '/spec/replicas', value: current },
+          { op: 'replace', path: '/spec/replicas', value: d.desired },
+        ],
+        contentType: 'application/json-patch+json',
       });
     } catch (e) {
+      if (e instanceof ApiError && e.status === 422) {
+        this.o.log.info('replicas changed meanwhile; deciding again next pass', { key: keyOf(cr), from: current });
+        return false;
+      }
       this.o.log.warn('writing the scale subresource failed', { key: keyOf(cr), error: String(e) });
       this.o.events.record(cr, 'Warning', 'ScaleFailed', `could not set replicas to ${d.desired}: ${String(e)}`);
       return false;
