@@ -23,6 +23,8 @@ export interface OperatorConfig {
   httpPort: number;
   concurrency: number;
   logLevel: Level;
+  autoscalerIntervalMs: number;
+  metricsTargetMap: string | undefined;
 }
 
 export const USAGE = `pagoda operator ${OPERATOR_VERSION}: reconciles InferenceDeployments (inference.pagoda.dev/v1alpha1)
@@ -41,6 +43,10 @@ Flags (environment in brackets):
   --http-host HOST                default 0.0.0.0 (/metrics, /healthz, /readyz)
   --http-port PORT                default 8080
   --concurrency N                 parallel reconciles, default 8
+  --autoscaler-interval SECONDS   how often the built-in autoscaler scrapes and decides, default 15
+  --metrics-target-map FILE       scrape pods at the URLs this JSON file maps "<namespace>/<pod>" to, instead
+                                  of http://<pod IP>:8000 (control planes whose pod IPs do not route, e.g.
+                                  the local kwok cluster; for tests and local trials)
   --log-level debug|info|warn|error  default info
 `;
 
@@ -72,6 +78,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
       'http-port': { type: 'string' },
       concurrency: { type: 'string' },
       'log-level': { type: 'string' },
+      'autoscaler-interval': { type: 'string' },
+      'metrics-target-map': { type: 'string' },
     },
     strict: true,
   });
@@ -105,5 +113,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
     httpPort: num('http-port', values['http-port'], 8080, 0, 65535),
     concurrency: num('concurrency', values.concurrency, 8, 1, 256),
     logLevel: logLevel as Level,
+    autoscalerIntervalMs: num('autoscaler-interval', values['autoscaler-interval'], 15, 0.5, 3600) * 1000,
+    metricsTargetMap: values['metrics-target-map'],
   };
 }

@@ -4,6 +4,7 @@
  * reconciles; standbys keep serving /healthz, /readyz and /metrics. SIGTERM/SIGINT: stop taking work,
  * finish running reconciles, release the Lease, exit 0.
  */
+import { FileMapTargets, PodIpTargets } from './autoscaler/targets.ts';
 import { OPERATOR_VERSION, type OperatorConfig, parseConfig, USAGE } from './config.ts';
 import { Controller } from './controller/controller.ts';
 import { startHttpServer } from './http.ts';
@@ -44,6 +45,10 @@ const controller = new Controller({
   planOptions: { defaultImage: config.runtimeImage },
   namespace: config.namespace,
   concurrency: config.concurrency,
+  autoscaler: {
+    intervalMs: config.autoscalerIntervalMs,
+    targets: config.metricsTargetMap ? new FileMapTargets(config.metricsTargetMap) : new PodIpTargets(),
+  },
 });
 
 const startController = async () => {
@@ -94,6 +99,8 @@ log.info('pagoda operator started', {
   runtimeImage: config.runtimeImage,
   namespace: config.namespace ?? '(all)',
   leaderElection: config.leaderElect ? `${config.leaseNamespace}/${config.leaseName}` : 'off',
+  autoscalerIntervalSeconds: config.autoscalerIntervalMs / 1000,
+  ...(config.metricsTargetMap ? { metricsTargetMap: config.metricsTargetMap } : {}),
   http: typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address),
   server: client.connection.server,
   credentials: client.connection.source,

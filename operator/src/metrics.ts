@@ -49,6 +49,37 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
+  readonly autoscalerPassDuration = new Histogram({
+    name: 'pagoda_operator_autoscaler_pass_duration_seconds',
+    help: 'Time one autoscaler pass takes (scrape every builtin-mode object, decide, write).',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly autoscalerScrapes = new Counter({
+    name: 'pagoda_operator_autoscaler_scrapes_total',
+    help: "Scrapes of runtime pods' /metrics by the built-in autoscaler, by result (success, error).",
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly autoscalerScales = new Counter({
+    name: 'pagoda_operator_autoscaler_scales_total',
+    help: 'Replica changes written by the built-in autoscaler, by direction (up, down).',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+  readonly autoscalerDesiredReplicas = new Gauge({
+    name: 'pagoda_operator_autoscaler_desired_replicas',
+    help: 'Replicas the built-in autoscaler wants, per InferenceDeployment.',
+    labelNames: ['namespace', 'name'] as const,
+    registers: [this.registry],
+  });
+  readonly autoscalerMetricValue = new Gauge({
+    name: 'pagoda_operator_autoscaler_metric_value',
+    help: "The autoscaling metric per pod averaged over the object's window (compare with spec.autoscaling.target).",
+    labelNames: ['namespace', 'name'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'pagoda_operator_' });
   }

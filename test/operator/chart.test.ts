@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import type { InferenceDeployment } from '../../operator/src/api/types.ts';
 import { collectionPath, isNotFound, objectPath, RESOURCES } from '../../operator/src/kube/rest.ts';
+import { OperatorMetrics } from '../../operator/src/metrics.ts';
 import { CHART_TEMPLATE, CRD_SOURCE, renderChartCrdTemplate } from '../../operator/tools/sync-chart-crd.ts';
 import { CLUSTER_DIR, clientFor, REPO_ROOT } from '../../scripts/cluster/cluster.ts';
 import { CLUSTER_SETUP_TIMEOUT_MS, setupCluster, type TestCluster } from './support/cluster.ts';
@@ -83,6 +84,7 @@ describe('templates', () => {
     expect(pod.containers[0].readinessProbe.httpGet.path).toBe('/readyz');
     expect(args(docs)).toContain('--leader-elect=true');
     expect(args(docs)).toContain('--leader-election-id=pagoda-operator');
+    expect(args(docs)).toContain('--autoscaler-interval=15');
   });
 
   it('the CRD template is crds/ with the chart labels and the keep policy', async () => {
@@ -121,6 +123,48 @@ describe('templates', () => {
     );
   });
 
+  it('renders the Grafana dashboard ConfigMap only when enabled, with the sidecar label', async () => {
+    expect(kinds(await render())).not.toContain('ConfigMap');
+    const docs = await render(
+      'grafanaDashboard.enabled=true',
+      'grafanaDashboard.namespace=monitoring',
+      'grafanaDashboard.annotations.grafana_folder=Pagoda',
+    );
+    const cm = find(docs, 'ConfigMap') as Obj;
+    expect(cm.metadata).toMatchObject({
+      name: 'pagoda-operator-dashboard',
+      namespace: 'monitoring',
+      labels: { grafana_dashboard: '1' },
+      annotations: { grafana_folder: 'Pagoda' },
+    });
+    const dashboard = JSON.parse(cm.data['pagoda-runtime.json']) as Obj;
+    expect(dashboard).toEqual(JSON.parse(readFileSync(join(CHART, 'dashboards', 'pagoda-runtime.json'), 'utf8')));
+    expect(dashboard.uid).toBe('pagoda-runtime');
+    const out = await cluster.helm(['lint', '--strict', CHART, '--set', 'grafanaDashboard.enabled=true']);
+    expect(out).toContain('0 chart(s) failed');
+  });
+
+  it('the dashboard queries only metrics that exist: the runtime contract and the operator', async () => {
+    const dashboard = JSON.parse(readFileSync(join(CHART, 'dashboards', 'pagoda-runtime.json'), 'utf8')) as Obj;
+    const exprs: string[] = dashboard.panels.flatMap((p: Obj) => (p.targets ?? []).map((t: Obj) => t.expr));
+    const contract = new Set(
+      [...readFileSync(join(REPO_ROOT, 'docs', 'metrics.md'), 'utf8').matchAll(/^\| `(pagoda_[a-z0-9_]+)`/gm)].map(
+        (m) => m[1],
+      ),
+    );
+    const operatorMetrics = new Set((await new OperatorMetrics().registry.getMetricsAsJSON()).map((m) => m.name));
+    expect(contract.size).toBeGreaterThan(15);
+    const used = new Set(exprs.flatMap((e) => [...e.matchAll(/\bpagoda_[a-z0-9_]+/g)].map((m) => m[0])));
+    const unknown = [...used].filter(
+      (n) => !contract.has(n) && !contract.has(n.replace(/_bucket$/, '')) && !operatorMetrics.has(n),
+    );
+    expect(unknown).toEqual([]);
+    for (const m of ['pagoda_num_requests_running', 'pagoda_num_requests_waiting', 'pagoda_kv_cache_usage_ratio']) {
+      expect(used).toContain(m);
+    }
+    expect(used).toContain('pagoda_operator_autoscaler_desired_replicas');
+  });
+
   it('leader election off: no Lease role, and the flag says so', async () => {
     const docs = await render('leaderElection.enabled=false');
     expect(docs.filter((d) => d.kind === 'Role')).toHaveLength(0);
@@ -131,12 +175,23 @@ describe('templates', () => {
     await expect(render('replicas=2')).rejects.toThrow("additional properties 'replicas' not allowed");
     await expect(render('logLevel=verbose')).rejects.toThrow('logLevel');
     await expect(render('image.pullPolicy=Sometimes')).rejects.toThrow('pullPolicy');
+    await expect(render('autoscaler.interval=0')).rejects.toThrow('autoscaler.interval');
+    await expect(render('grafanaDashboard.enable=true')).rejects.toThrow("additional properties 'enable' not allowed");
   });
 
   it('helm template | kubectl apply --dry-run=server is clean', async () => {
     const ns = await cluster.namespace('dryrun');
-    const out = await cluster.helm(['template', 'pagoda', CHART, '--namespace', ns]);
+    const out = await cluster.helm([
+      'template',
+      'pagoda',
+      CHART,
+      '--namespace',
+      ns,
+      '--set',
+      'grafanaDashboard.enabled=true',
+    ]);
     const applied = await cluster.kubectl(['apply', '--dry-run=server', '-f', '-'], out);
+    expect(applied).toContain('configmap/pagoda-operator-dashboard created (server dry run)');
     expect(applied).toContain('deployment.apps/pagoda-operator created (server dry run)');
     expect(applied).toContain(`customresourcedefinition.apiextensions.k8s.io/${CRD_NAME}`);
   });
@@ -177,23 +232,26 @@ describe('install, RBAC, upgrade, uninstall', () => {
     writeFileSync(path, stringify(kubeconfig), { mode: 0o600 });
     const sa = clientFor(path);
 
-    const review = async (verb: string, resource: string, group = '') =>
+    const review = async (verb: string, resource: string, group = '', subresource = '') =>
       (
         await sa.create<Obj>('/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
           apiVersion: 'authorization.k8s.io/v1',
           kind: 'SelfSubjectAccessReview',
-          spec: { resourceAttributes: { verb, resource, group, namespace: 'default' } },
+          spec: { resourceAttributes: { verb, resource, group, subresource, namespace: 'default' } },
         })
       ).status.allowed as boolean;
     expect(await review('patch', 'deployments', 'apps')).toBe(true);
     expect(await review('delete', 'deployments', 'apps')).toBe(false);
     expect(await review('get', 'secrets')).toBe(false);
     expect(await review('update', 'inferencedeployments', 'inference.pagoda.dev')).toBe(false);
+    expect(await review('patch', 'inferencedeployments', 'inference.pagoda.dev', 'scale')).toBe(true);
+    expect(await review('delete', 'horizontalpodautoscalers', 'autoscaling')).toBe(true);
+    expect(await review('delete', 'services')).toBe(false);
 
     operator = await startOperator({
       kubeconfig: path,
       identity: 'chart-sa',
-      args: [`--leader-election-namespace=${ns}`, '--leader-election-id=pagoda-operator'],
+      args: [`--leader-election-namespace=${ns}`, '--leader-election-id=pagoda-operator', '--autoscaler-interval=1'],
     });
     const work = await cluster.namespace('chart-work');
     await cluster.client.create(collectionPath(RESOURCES.inferenceDeployment, work), {
@@ -211,8 +269,38 @@ describe('install, RBAC, upgrade, uninstall', () => {
       );
       return cr.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
     });
-    const events = await cluster.client.list<Obj>(collectionPath(RESOURCES.event, work));
-    expect(events.items.some((e) => e.reason === 'Planned')).toBe(true);
+    // Events are written in the background: the Planned one may trail the Ready status a moment.
+    await eventually('a Planned Event', async () =>
+      (await cluster.client.list<Obj>(collectionPath(RESOURCES.event, work))).items.some((e) => e.reason === 'Planned'),
+    );
+
+    // Autoscaling under the same RBAC: the built-in autoscaler writes /scale (raising replicas to
+    // minReplicas needs no metrics) and its status; hpa mode creates an HPA, and a mode change deletes it.
+    const autoscaled = (name: string, autoscaling: Obj) =>
+      cluster.client.create(collectionPath(RESOURCES.inferenceDeployment, work), {
+        apiVersion: 'inference.pagoda.dev/v1alpha1',
+        kind: 'InferenceDeployment',
+        metadata: { name, namespace: work },
+        spec: {
+          model: { name: 'Qwen/Qwen3-4B', source: { hostPath: { path: '/m' } } },
+          gpu: { product: 'NVIDIA-H100-80GB-HBM3' },
+          autoscaling,
+        },
+      });
+    const crOf = (name: string) =>
+      cluster.client.get<InferenceDeployment>(objectPath(RESOURCES.inferenceDeployment, work, name));
+    await autoscaled('rbac-builtin', { minReplicas: 2, maxReplicas: 3, target: 4 });
+    await eventually('scaled to minReplicas through /scale', async () => {
+      const cr = await crOf('rbac-builtin');
+      return cr.spec.replicas === 2 && cr.status?.autoscaling?.mode === 'builtin';
+    });
+    await autoscaled('rbac-hpa', { mode: 'hpa', maxReplicas: 3, target: 4 });
+    const hpaPath = objectPath(RESOURCES.horizontalPodAutoscaler, work, 'rbac-hpa');
+    await eventually('HPA created', () => cluster.client.get(hpaPath).then(() => true));
+    await cluster.client.mergePatch(objectPath(RESOURCES.inferenceDeployment, work, 'rbac-hpa'), {
+      spec: { autoscaling: { mode: 'none' } },
+    });
+    await eventually('HPA deleted', () => cluster.client.get(hpaPath).then(() => false, isNotFound));
     expect(operator.logs()).not.toContain('forbidden');
     await operator.stop();
     operator = undefined;

@@ -157,6 +157,61 @@ describe('CEL and schema rules reject invalid specs with their message', () => {
       'Unsupported value: "Sometimes"',
     ],
     [
+      'autoscaling without maxReplicas',
+      mutate((s) => (s.autoscaling = { target: 8 })),
+      'autoscaling.maxReplicas and autoscaling.target are required unless autoscaling.mode is none',
+    ],
+    [
+      'autoscaling without target',
+      mutate((s) => (s.autoscaling = { mode: 'hpa', maxReplicas: 4 })),
+      'autoscaling.maxReplicas and autoscaling.target are required unless autoscaling.mode is none',
+    ],
+    [
+      'autoscaling min above max',
+      mutate((s) => (s.autoscaling = { minReplicas: 5, maxReplicas: 4, target: 8 })),
+      'autoscaling.minReplicas must not exceed autoscaling.maxReplicas',
+    ],
+    [
+      'autoscaling min 2 with max 1',
+      mutate((s) => (s.autoscaling = { minReplicas: 2, maxReplicas: 1, target: 8 })),
+      'autoscaling.minReplicas must not exceed autoscaling.maxReplicas',
+    ],
+    [
+      'KV-cache target above 1',
+      mutate((s) => (s.autoscaling = { metric: 'kvCacheUsage', maxReplicas: 4, target: 80 })),
+      'autoscaling.target for metric kvCacheUsage is the fraction of the KV cache in use per replica',
+    ],
+    [
+      'autoscaling target 0',
+      mutate((s) => (s.autoscaling = { maxReplicas: 4, target: 0 })),
+      'spec.autoscaling.target: Invalid value: 0: spec.autoscaling.target in body should be greater than 0',
+    ],
+    [
+      'autoscaling to zero replicas',
+      mutate((s) => (s.autoscaling = { minReplicas: 0, maxReplicas: 4, target: 8 })),
+      'spec.autoscaling.minReplicas in body should be greater than or equal to 1',
+    ],
+    [
+      'unknown autoscaling mode',
+      mutate((s) => (s.autoscaling = { mode: 'keda', maxReplicas: 4, target: 8 })),
+      'spec.autoscaling.mode: Unsupported value: "keda"',
+    ],
+    [
+      'unknown autoscaling metric',
+      mutate((s) => (s.autoscaling = { metric: 'gpuUtilization', maxReplicas: 4, target: 8 })),
+      'spec.autoscaling.metric: Unsupported value: "gpuUtilization"',
+    ],
+    [
+      'scale-down window above an hour',
+      mutate((s) => (s.autoscaling = { maxReplicas: 4, target: 8, scaleDown: { stabilizationWindowSeconds: 7200 } })),
+      'spec.autoscaling.scaleDown.stabilizationWindowSeconds in body should be less than or equal to 3600',
+    ],
+    [
+      'negative tolerance',
+      mutate((s) => (s.autoscaling = { maxReplicas: 4, target: 8, tolerance: -0.1 })),
+      'spec.autoscaling.tolerance in body should be greater than or equal to 0',
+    ],
+    [
       'name that cannot name a Service',
       base(),
       'metadata.name must be a DNS-1035 label of at most 63 characters',
@@ -178,6 +233,41 @@ describe('CEL and schema rules reject invalid specs with their message', () => {
     expect(created.spec.gpu).toMatchObject({ resourceName: 'nvidia.com/gpu', perNode: 8 });
     expect(created.spec.runtime).toMatchObject({ gpuMemoryUtilization: 0.9, maxNumSeqs: 256, drainTimeoutSeconds: 30 });
     expect(created.spec.replicas).toBe(1);
+  });
+
+  it('fills the autoscaling defaults (builtin, min 1, requests, 30 s window, 5 min scale-down delay)', async () => {
+    const created = await cluster.client.create<{ spec: Record<string, Record<string, unknown>> }>(
+      collectionPath(RESOURCES.inferenceDeployment, ns),
+      cr(
+        'autoscaling-defaults',
+        mutate((s) => (s.autoscaling = { maxReplicas: 4, target: 8 })),
+      ),
+    );
+    expect(created.spec.autoscaling).toEqual({
+      mode: 'builtin',
+      minReplicas: 1,
+      maxReplicas: 4,
+      metric: 'requests',
+      target: 8,
+      tolerance: 0.1,
+      metricWindowSeconds: 30,
+      scaleUp: { stabilizationWindowSeconds: 0 },
+      scaleDown: { stabilizationWindowSeconds: 300 },
+    });
+  });
+
+  it.each([
+    ['mode none without limits', { mode: 'none' }],
+    ['a KV-cache target of 0.8', { metric: 'kvCacheUsage', target: 0.8, maxReplicas: 2 }],
+    ['min equal to max', { minReplicas: 3, maxReplicas: 3, target: 4 }],
+    ['hpa mode', { mode: 'hpa', maxReplicas: 10, target: 32, scaleDown: { stabilizationWindowSeconds: 0 } }],
+  ])('accepts autoscaling: %s', async (_what, autoscaling) => {
+    expect(
+      await createError(
+        'ok',
+        mutate((s) => (s.autoscaling = autoscaling)),
+      ),
+    ).toBeUndefined();
   });
 
   it('accepts every example in crds/examples', async () => {
@@ -221,6 +311,8 @@ describe('updates', () => {
 it('kubectl explain reads the field descriptions', async () => {
   const out = await cluster.kubectl(['explain', 'infd.spec.parallelism.tensor']);
   expect(out).toContain('Tensor-parallel size = GPUs per replica');
+  const window = await cluster.kubectl(['explain', 'infd.spec.autoscaling.scaleDown.stabilizationWindowSeconds']);
+  expect(window).toContain('Default 5 minutes');
   const top = await cluster.kubectl(['explain', 'inferencedeployment']);
   expect(top).toContain('InferenceDeployment serves one model with the Pagoda runtime on GPU nodes');
 });

@@ -3,7 +3,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { trimDeployment, trimPod, trimToMetadata } from '../../operator/src/controller/trim.ts';
+import {
+  trimDeployment,
+  trimHorizontalPodAutoscaler,
+  trimPod,
+  trimToMetadata,
+} from '../../operator/src/controller/trim.ts';
 import { fromKubeconfigFile } from '../../operator/src/kube/kubeconfig.ts';
 import { microTime } from '../../operator/src/kube/leader.ts';
 
@@ -107,6 +112,10 @@ describe('lease times and cache trimming', () => {
       status: { readyReplicas: 1 },
     });
     expect(trimToMetadata({ metadata, spec: {} })).not.toHaveProperty('spec');
+    const hpa = trimHorizontalPodAutoscaler({ metadata, spec: { big: 1 }, status: { desiredReplicas: 2 } });
+    expect(hpa).not.toHaveProperty('spec');
+    expect(hpa).toMatchObject({ status: { desiredReplicas: 2 } });
+    expect(hpa.metadata).not.toHaveProperty('managedFields');
     const pod = trimPod({
       metadata: { ...metadata, deletionTimestamp: 't' },
       spec: { containers: [] },
@@ -123,6 +132,7 @@ describe('lease times and cache trimming', () => {
       metadata: { name: 'x', namespace: 'n', labels: { a: 'b' }, resourceVersion: '7', deletionTimestamp: 't' },
       status: {
         phase: 'Pending',
+        podIP: '1.2.3.4', // the autoscaler's scrape target
         conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: 'm' }],
         containerStatuses: [{ name: 'runtime', state: { waiting: { reason: 'CrashLoopBackOff' } } }],
         initContainerStatuses: undefined,

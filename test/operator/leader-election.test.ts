@@ -1,5 +1,6 @@
 /**
- * Two (then three) operator processes on one Lease: exactly one leads and only it reconciles; when the
+ * Two (then three) operator processes on one Lease: exactly one leads and only it reconciles and
+ * autoscales; when the
  * leader is killed the standby takes over after the lease expires; when the leader stops gracefully it
  * releases the Lease and the standby takes over at once.
  */
@@ -35,6 +36,7 @@ async function start(identity: string): Promise<OperatorProcess> {
       `--lease-duration=${LEASE_SECONDS}`,
       '--renew-deadline=3',
       '--retry-period=0.5',
+      '--autoscaler-interval=1',
     ],
   });
   operators.push(op);
@@ -70,7 +72,7 @@ const reconciled = (name: string) =>
 const leaderMetric = (o: OperatorProcess) => o.metric('pagoda_operator_leader');
 const reconciles = (o: OperatorProcess) => o.metric('pagoda_operator_reconcile_total');
 
-it('one of two processes leads, and only the leader reconciles', async () => {
+it('one of two processes leads, and only the leader reconciles and autoscales', async () => {
   const [a, b] = await Promise.all([start('op-a'), start('op-b')]);
   const leaderId = await eventually('a lease holder', holder);
   const [leader, standby] = leaderId === 'op-a' ? [a, b] : [b, a];
@@ -82,6 +84,10 @@ it('one of two processes leads, and only the leader reconciles', async () => {
   // The status is written before the reconcile ends (and its counter moves), so wait for the counter.
   await eventually('the leader counted a reconcile', async () => (await reconciles(leader)) > 0, { timeoutMs: 5000 });
   expect(await reconciles(standby), `standby:\n${standby.logs()}`).toBe(0);
+  // The built-in autoscaler runs on the leader only.
+  const passes = (o: OperatorProcess) => o.metric('pagoda_operator_autoscaler_pass_duration_seconds_count');
+  await eventually('the leader ran autoscaler passes', async () => (await passes(leader)) > 0, { timeoutMs: 5000 });
+  expect(await passes(standby)).toBe(0);
   // A standby reports ready (it can take over) once it has talked to the API server.
   await eventually('standby ready', () => standby.ready(), { timeoutMs: 5000 });
 });

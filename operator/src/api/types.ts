@@ -74,6 +74,7 @@ export interface InferenceDeploymentSpec {
   parallelism?: { tensor?: number };
   gpu?: { resourceName?: string; product?: string; memoryGiB?: number; perNode?: number };
   replicas?: number;
+  autoscaling?: AutoscalingSpec;
   runtime?: {
     image?: string;
     imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
@@ -98,7 +99,49 @@ export interface InferenceDeploymentSpec {
   };
 }
 
-export type ConditionType = 'Planned' | 'Progressing' | 'Ready' | 'Degraded';
+export type AutoscalingMode = 'builtin' | 'hpa' | 'none';
+export type AutoscalingMetric = 'requests' | 'kvCacheUsage';
+
+/** spec.autoscaling. The CRD fills the defaults; the operator applies the same ones (defaults.ts). */
+export interface AutoscalingSpec {
+  mode?: AutoscalingMode;
+  minReplicas?: number;
+  maxReplicas?: number;
+  metric?: AutoscalingMetric;
+  /** Per replica: running + waiting sequences (requests), or the KV-cache usage ratio (kvCacheUsage). */
+  target?: number;
+  tolerance?: number;
+  metricWindowSeconds?: number;
+  scaleUp?: { stabilizationWindowSeconds?: number };
+  scaleDown?: { stabilizationWindowSeconds?: number };
+}
+
+/** One run of equal recommendations: `replicas` from `since` until the next entry (or now). */
+export interface RecommendationStatus {
+  replicas: number;
+  since: string;
+}
+
+export interface AutoscalingStatus {
+  mode: AutoscalingMode;
+  metric?: AutoscalingMetric;
+  target?: number;
+  /** The metric per replica, averaged over the window (what target is compared with). */
+  currentValue?: number;
+  /** Ready pods whose /metrics were read in the last scrape. */
+  scrapedPods?: number;
+  currentReplicas?: number;
+  desiredReplicas?: number;
+  lastScaleTime?: string;
+  reason?: string;
+  message?: string;
+  /** hpa mode: the HorizontalPodAutoscaler that scales this object. */
+  horizontalPodAutoscaler?: string;
+  /** builtin mode: recent recommendations, for the stabilization windows (survive operator restarts). */
+  recommendations?: RecommendationStatus[];
+}
+
+export type ConditionType = 'Planned' | 'Progressing' | 'Ready' | 'Degraded' | 'ScalingLimited';
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 export interface Condition {
@@ -136,6 +179,7 @@ export interface InferenceDeploymentStatus {
   selector?: string;
   endpoint?: string;
   plan?: PlanStatus;
+  autoscaling?: AutoscalingStatus;
   conditions?: Condition[];
 }
 

@@ -4,6 +4,9 @@
  * leadership) and started again (leadership regained) within one process.
  */
 import type { InferenceDeployment } from '../api/types.ts';
+import { Autoscaler } from '../autoscaler/autoscaler.ts';
+import type { HpaView } from '../autoscaler/hpa-status.ts';
+import type { TargetResolver } from '../autoscaler/targets.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { type EventType, ResilientInformer } from '../kube/informer.ts';
 import { ApiError, collectionPath, type KubeClient, RESOURCES, type Resource } from '../kube/rest.ts';
@@ -14,7 +17,7 @@ import type { PlanOptions } from '../plan/plan.ts';
 import { WorkQueue } from './queue.ts';
 import { AppliedMemo, type ChildObject, type ReconcileDeps, reconcile } from './reconcile.ts';
 import type { DeploymentView, PodView } from './status.ts';
-import { trimCustomResource, trimDeployment, trimPod, trimToMetadata } from './trim.ts';
+import { trimCustomResource, trimDeployment, trimHorizontalPodAutoscaler, trimPod, trimToMetadata } from './trim.ts';
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -27,6 +30,8 @@ export interface ControllerOptions {
   concurrency: number;
   /** Re-check every InferenceDeployment this often, events or not. */
   resyncMs?: number;
+  /** The built-in autoscaler (runs while the controller does, i.e. on the leader). */
+  autoscaler: { intervalMs: number; targets: TargetResolver };
 }
 
 type Labelled = ChildObject & { metadata: { labels?: Record<string, string> } };
@@ -39,6 +44,7 @@ export class Controller {
   private informers: ResilientInformer<never>[] = [];
   private crs: ResilientInformer<InferenceDeployment & Labelled> | undefined;
   private resync: NodeJS.Timeout | undefined;
+  private autoscaler: Autoscaler | undefined;
   private running = false;
 
   constructor(opts: ControllerOptions) {
@@ -156,6 +162,13 @@ export class Controller {
       trimToMetadata,
       CHILD_SELECTOR,
     );
+    const hpas = this.informer<Labelled & HpaView>(
+      'horizontalpodautoscalers',
+      RESOURCES.horizontalPodAutoscaler,
+      ownerKey,
+      trimHorizontalPodAutoscaler,
+      CHILD_SELECTOR,
+    );
     const pods = this.informer<Labelled & PodView>('pods', RESOURCES.pod, ownerKey, trimPod, CHILD_SELECTOR);
 
     const deps: ReconcileDeps = {
@@ -164,6 +177,7 @@ export class Controller {
       deployments,
       services,
       podDisruptionBudgets: pdbs,
+      horizontalPodAutoscalers: hpas,
       pods,
       events: this.o.events,
       planOptions: this.o.planOptions,
@@ -177,6 +191,18 @@ export class Controller {
     if (!this.running) return; // stopped while syncing
     log.info('caches synced; starting workers', { concurrency: this.o.concurrency });
     queue.start();
+    this.autoscaler = new Autoscaler({
+      client: this.o.client,
+      crs,
+      pods,
+      hpas,
+      events: this.o.events,
+      log: log.with({ component: 'autoscaler' }),
+      metrics,
+      targets: this.o.autoscaler.targets,
+      intervalMs: this.o.autoscaler.intervalMs,
+    });
+    this.autoscaler.start();
     const resyncMs = this.o.resyncMs ?? 10 * 60_000;
     this.resync = setInterval(() => {
       this.memo.clear();
@@ -191,7 +217,8 @@ export class Controller {
     this.running = false;
     if (this.resync) clearInterval(this.resync);
     // Take this run's queue and informers: a start() (leadership regained) may replace them meanwhile.
-    const { queue, informers } = this;
+    const { queue, informers, autoscaler } = this;
+    await autoscaler?.stop();
     await queue?.stop();
     queue?.clear();
     await Promise.all(informers.map((i) => i.stop()));

@@ -18,7 +18,7 @@ import type { Logger } from '../log.ts';
 import { FIELD_MANAGER } from '../plan/names.ts';
 import { type Children, type KubeObject, type PlanOptions, planFor } from '../plan/plan.ts';
 import type { QueueResult } from './queue.ts';
-import { computeStatus, type DeploymentView, type PodView, sameJson } from './status.ts';
+import { computeStatus, type DeploymentView, type PodView, reconcilerStatus, sameJson } from './status.ts';
 
 export interface ChildObject {
   metadata: {
@@ -43,6 +43,7 @@ export interface ReconcileDeps {
   deployments: Cache<ChildObject & DeploymentView>;
   services: Cache<ChildObject>;
   podDisruptionBudgets: Cache<ChildObject>;
+  horizontalPodAutoscalers: Cache<ChildObject>;
   pods: Cache<PodView & { metadata: { labels?: Record<string, string> } }>;
   events: EventRecorder;
   planOptions: PlanOptions;
@@ -80,7 +81,7 @@ export class AppliedMemo {
 }
 
 interface ChildSpec {
-  kind: 'Deployment' | 'Service' | 'PodDisruptionBudget';
+  kind: 'Deployment' | 'Service' | 'PodDisruptionBudget' | 'HorizontalPodAutoscaler';
   resource: Resource;
   cache: Cache<ChildObject>;
   desired: KubeObject;
@@ -92,6 +93,17 @@ const byGeneration = (o: ChildObject) =>
 const byResourceVersion = (o: ChildObject) => o.metadata.resourceVersion;
 
 function childSpecs(deps: ReconcileDeps, children: Children): ChildSpec[] {
+  const hpa: ChildSpec[] = children.horizontalPodAutoscaler
+    ? [
+        {
+          kind: 'HorizontalPodAutoscaler',
+          resource: RESOURCES.horizontalPodAutoscaler,
+          cache: deps.horizontalPodAutoscalers,
+          desired: children.horizontalPodAutoscaler,
+          marker: byGeneration,
+        },
+      ]
+    : [];
   return [
     {
       kind: 'Deployment',
@@ -114,7 +126,29 @@ function childSpecs(deps: ReconcileDeps, children: Children): ChildSpec[] {
       desired: children.podDisruptionBudget,
       marker: byGeneration,
     },
+    ...hpa,
   ];
+}
+
+/**
+ * The HorizontalPodAutoscaler exists only in autoscaling mode hpa: when the mode changes (or autoscaling
+ * is removed) the operator deletes the one it made, else it would keep scaling.
+ */
+async function removeStaleHpa(deps: ReconcileDeps, cr: InferenceDeployment, children: Children): Promise<boolean> {
+  if (children.horizontalPodAutoscaler) return false;
+  const { name, namespace } = cr.metadata;
+  const hpa = deps.horizontalPodAutoscalers.get(name, namespace);
+  if (!hpa || !controlledBy(hpa, cr)) return false;
+  try {
+    // Only the one we saw (uid precondition), never a same-named HPA someone created since.
+    await deps.client.request('DELETE', objectPath(RESOURCES.horizontalPodAutoscaler, namespace, name), {
+      body: { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: hpa.metadata.uid } },
+    });
+  } catch (e) {
+    if (!isNotFound(e) && !isConflict(e)) throw e;
+  }
+  deps.memo.forget(`${namespace}/${name}/HorizontalPodAutoscaler`);
+  return true;
 }
 
 function controlledBy(obj: ChildObject, cr: InferenceDeployment): boolean {
@@ -221,6 +255,14 @@ export async function reconcile(deps: ReconcileDeps, key: string): Promise<Queue
       const created = specs.filter((_, i) => results[i]?.created).map((c) => c.kind);
       // One Event for what one reconcile created: three per new InferenceDeployment would be noise.
       if (created.length) deps.events.record(cr, 'Normal', 'Created', `Created ${created.join(', ')} ${name}`);
+      if (await removeStaleHpa(deps, cr, plan.children)) {
+        deps.events.record(
+          cr,
+          'Normal',
+          'Deleted',
+          `Deleted HorizontalPodAutoscaler ${name}: autoscaling mode is not hpa`,
+        );
+      }
     } catch (e) {
       failure = e;
       applyError = {
@@ -233,7 +275,7 @@ export async function reconcile(deps: ReconcileDeps, key: string): Promise<Queue
 
   const pods = deps.pods.list(namespace).filter((p) => p.metadata.labels?.['inference.pagoda.dev/name'] === name);
   const status = computeStatus({ cr, plan, deployment, pods, applyError, now: new Date() });
-  if (!sameJson(status, cr.status)) {
+  if (!sameJson(status, reconcilerStatus(cr.status))) {
     try {
       await deps.client.apply(
         objectPath(RESOURCES.inferenceDeployment, namespace, name, 'status'),

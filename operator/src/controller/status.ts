@@ -37,6 +37,8 @@ export interface PodView {
   metadata: { name: string; deletionTimestamp?: string };
   status?: {
     phase?: string;
+    /** Where the autoscaler scrapes /metrics. */
+    podIP?: string;
     conditions?: { type: string; status: string; reason?: string; message?: string }[];
     containerStatuses?: ContainerStatusView[];
     initContainerStatuses?: ContainerStatusView[];
@@ -54,7 +56,10 @@ const FAILING_REASONS = new Set([
   'RunContainerError',
 ]);
 
-const CONDITION_ORDER: ConditionType[] = ['Planned', 'Progressing', 'Ready', 'Degraded'];
+/** The conditions the reconciler writes, in order. ScalingLimited and status.autoscaling belong to the
+ *  autoscaler, which applies them under its own field manager. */
+export const RECONCILER_CONDITIONS = ['Planned', 'Progressing', 'Ready', 'Degraded'] as const satisfies ConditionType[];
+type ReconcilerCondition = (typeof RECONCILER_CONDITIONS)[number];
 
 export interface StatusInput {
   cr: InferenceDeployment;
@@ -67,6 +72,11 @@ export interface StatusInput {
 }
 
 type Verdict = { status: ConditionStatus; reason: string; message: string };
+
+/** Pods the scheduler cannot place because no node has enough free GPUs (by name, with its message). */
+export function podsShortOfGpus(pods: readonly PodView[], gpuResource: string): { pod: string; message: string }[] {
+  return podProblems(pods, gpuResource).short;
+}
 
 function podProblems(pods: readonly PodView[], gpuResource: string) {
   const unschedulable: { pod: string; message: string }[] = [];
@@ -186,14 +196,14 @@ export function computeStatus(input: StatusInput): InferenceDeploymentStatus {
     };
   }
 
-  const verdicts: Record<ConditionType, Verdict> = {
+  const verdicts: Record<ReconcilerCondition, Verdict> = {
     Planned: planned,
     Progressing: progressing,
     Ready: readyV,
     Degraded: degraded,
   };
   const previous = new Map((cr.status?.conditions ?? []).map((c) => [c.type, c]));
-  const conditions: Condition[] = CONDITION_ORDER.map((type) => {
+  const conditions: Condition[] = RECONCILER_CONDITIONS.map((type) => {
     const v = verdicts[type];
     const prev = previous.get(type);
     return {
@@ -219,6 +229,14 @@ export function computeStatus(input: StatusInput): InferenceDeploymentStatus {
   if (planStatus) status.plan = planStatus;
   if (plan.planned || deployment) status.endpoint = `http://${name}.${cr.metadata.namespace ?? 'default'}.svc:8000/v1`;
   return status;
+}
+
+/** The part of a status the reconciler writes (what computeStatus returns is compared with this). */
+export function reconcilerStatus(status: InferenceDeploymentStatus | undefined): InferenceDeploymentStatus | undefined {
+  if (!status) return status;
+  const { autoscaling: _autoscaling, conditions, ...rest } = status;
+  const own = conditions?.filter((c) => (RECONCILER_CONDITIONS as readonly string[]).includes(c.type));
+  return own ? { ...rest, conditions: own } : rest;
 }
 
 /** Order-insensitive deep equality of JSON values (the API server may reorder keys). */

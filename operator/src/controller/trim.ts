@@ -33,6 +33,12 @@ export function trimDeployment<T extends Named>(obj: T): T {
   return { apiVersion: o.apiVersion, kind: o.kind, metadata: meta(o.metadata), status: o.status } as unknown as T;
 }
 
+/** HorizontalPodAutoscalers: metadata and status (status.autoscaling mirrors it in hpa mode). */
+export function trimHorizontalPodAutoscaler<T extends Named>(obj: T): T {
+  const o = obj as unknown as Loose;
+  return { apiVersion: o.apiVersion, kind: o.kind, metadata: meta(o.metadata), status: o.status } as unknown as T;
+}
+
 /** Services and PodDisruptionBudgets: only whether they exist and who controls them. */
 export function trimToMetadata<T extends Named>(obj: T): T {
   const o = obj as unknown as Loose;
@@ -41,12 +47,14 @@ export function trimToMetadata<T extends Named>(obj: T): T {
 
 interface PodStatus {
   phase?: string;
+  podIP?: string;
   conditions?: { type: string; status: string; reason?: string; message?: string }[];
   containerStatuses?: { name: string; state?: { waiting?: unknown } }[];
   initContainerStatuses?: { name: string; state?: { waiting?: unknown } }[];
 }
 
-/** Pods: name, labels, deletion, phase, conditions and waiting reasons (scheduling and crash signals). */
+/** Pods: name, labels, deletion, phase, IP (the autoscaler's scrape target), conditions and waiting reasons
+ *  (scheduling and crash signals). */
 export function trimPod<T extends Named>(obj: T): T {
   const o = obj as unknown as Loose;
   const m = o.metadata;
@@ -63,6 +71,7 @@ export function trimPod<T extends Named>(obj: T): T {
     },
     status: {
       phase: s.phase,
+      ...(s.podIP ? { podIP: s.podIP } : {}),
       conditions: s.conditions?.map(({ type, status, reason, message }) => ({ type, status, reason, message })),
       containerStatuses: containers(s.containerStatuses),
       initContainerStatuses: containers(s.initContainerStatuses),

@@ -44,6 +44,12 @@ export const RESOURCES = {
   event: { group: '', version: 'v1', plural: 'events', namespaced: true },
   secret: { group: '', version: 'v1', plural: 'secrets', namespaced: true },
   podDisruptionBudget: { group: 'policy', version: 'v1', plural: 'poddisruptionbudgets', namespaced: true },
+  horizontalPodAutoscaler: {
+    group: 'autoscaling',
+    version: 'v2',
+    plural: 'horizontalpodautoscalers',
+    namespaced: true,
+  },
   lease: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true },
   crd: { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', namespaced: false },
   inferenceDeployment: {

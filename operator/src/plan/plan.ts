@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Architecture, InferenceDeployment, PlanStatus } from '../api/types.ts';
 import { API_VERSION, KIND } from '../api/types.ts';
 import { catalogModelNames, GPU_PRODUCTS, lookupModel } from './catalog.ts';
+import { horizontalPodAutoscaler } from './hpa.ts';
 import { CONFIG_HASH_ANNOTATION, commonLabels, HTTP_PORT, selectorLabels } from './names.ts';
 import { podTemplate, startupSeconds } from './pod-template.ts';
 import { type Budget, size } from './sizing.ts';
@@ -25,6 +26,8 @@ export interface Children {
   deployment: KubeObject;
   service: KubeObject;
   podDisruptionBudget: KubeObject;
+  /** Only in autoscaling mode hpa. */
+  horizontalPodAutoscaler?: KubeObject;
 }
 
 export type PlanFailureReason =
@@ -96,7 +99,9 @@ function buildChildren(cr: InferenceDeployment, budget: Budget, maxModelLen: num
   // changes whenever anything that reaches the pod does, which rolls the Deployment.
   (template.metadata as { annotations: Record<string, string> }).annotations[CONFIG_HASH_ANNOTATION] = hashOf(template);
 
+  const hpa = horizontalPodAutoscaler(cr, meta);
   return {
+    ...(hpa ? { horizontalPodAutoscaler: hpa } : {}),
     deployment: {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
