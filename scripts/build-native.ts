@@ -32,7 +32,11 @@ export function buildNative(): void {
     // Without a local CUDA install, build against the pinned CUDA 13 wheels.
     if (!have('nvcc', ['--version']) && !process.env.CUDACXX) {
       const tc = ensureCudaToolchain((m) => console.log(`pagoda: ${m}`));
-      args.push(`--CDCMAKE_CUDA_COMPILER=${tc.nvcc}`, `--CDCUDAToolkit_ROOT=${tc.root}`, `--CDNCCL_ROOT=${tc.ncclRoot}`);
+      args.push(
+        `--CDCMAKE_CUDA_COMPILER=${tc.nvcc}`,
+        `--CDCUDAToolkit_ROOT=${tc.root}`,
+        `--CDNCCL_ROOT=${tc.ncclRoot}`,
+      );
     }
   }
   if (process.env.PAGODA_CPU_ARCH) args.push(`--CDPAGODA_CPU_ARCH=${process.env.PAGODA_CPU_ARCH}`);

@@ -1,9 +1,12 @@
 /**
- * `npm run bench:offline -- --model DIR [--workload FILE] [--rounds N]`: offline throughput on the
+ * `npm run bench:offline -- --model DIR [--workload FILE] [--rounds N] [--tensor-parallel-size N] [--latency]`:
+ * offline throughput on the
  * nano-vllm benchmark workload (256 requests, prompt and output lengths uniform in [100, 1024],
  * temperature 0.6, ignore_eos): output tokens / wall time of the whole batch, prefill included — as
  * nano-vllm's bench.py computes it. Also prints the time from process start to a ready engine, and the
- * device memory after each round (a leak shows as a falling figure).
+ * device memory after each round (a leak shows as a falling figure). `--latency` first measures batch-1
+ * decode latency: one greedy request (128 prompt tokens, 256 output tokens), time per output token after
+ * the first. The last line is `RESULT {json}` with every figure, for drivers (bench:tp).
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -25,6 +28,9 @@ const { values } = parseArgs({
     'max-num-seqs': { type: 'string', default: '256' },
     'max-num-batched-tokens': { type: 'string', default: '16384' },
     limit: { type: 'string' },
+    'tensor-parallel-size': { type: 'string', default: '1' },
+    'gpu-memory-utilization': { type: 'string', default: '0.9' },
+    latency: { type: 'boolean', default: false },
   },
 });
 if (!values.model) throw new Error('--model DIR is required');
@@ -50,6 +56,10 @@ const cfg = parseServeArgs(
     values['max-num-batched-tokens']!,
     '--max-model-len',
     '4096',
+    '--tensor-parallel-size',
+    values['tensor-parallel-size']!,
+    '--gpu-memory-utilization',
+    values['gpu-memory-utilization']!,
   ],
   {},
 );
@@ -93,9 +103,35 @@ async function round(): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
+/** Batch 1: seconds per output token after the first (the decode latency a single user sees). */
+async function batchOneLatency(): Promise<number> {
+  const prompt = Array.from({ length: 128 }, (_, i) => (i * 7919 + 13) % 32000);
+  const params = defaultSamplingParams({ temperature: 0, maxTokens: 256, ignoreEos: true, detokenize: false });
+  let first = 0;
+  let n = 0;
+  for await (const ev of engine.generate({ prompt, params })) {
+    if (n === 0) first = performance.now();
+    n += ev.tokenIds.length;
+  }
+  return (performance.now() - first) / 1000 / (n - 1);
+}
+
+const result: { tp: number; readySeconds: number; latencyMs?: number; tokPerSec: number[] } = {
+  tp: Number(values['tensor-parallel-size']),
+  readySeconds: ready,
+  tokPerSec: [],
+};
+if (values.latency) {
+  await batchOneLatency(); // warm-up
+  const lat = Math.min(await batchOneLatency(), await batchOneLatency());
+  result.latencyMs = lat * 1e3;
+  console.log(`batch-1 decode latency: ${(lat * 1e3).toFixed(3)} ms per token (best of 2 runs of 256 tokens)`);
+}
+
 const mem = () => loadNative().deviceMemory?.();
 for (let r = 1; r <= Number(values.rounds); r++) {
   const s = await round();
+  result.tokPerSec.push(total / s);
   const m = mem();
   console.log(
     `round ${r}: ${prompts.length} requests, ${total} output tokens in ${s.toFixed(2)} s = ${(total / s).toFixed(0)} tok/s` +
@@ -107,3 +143,4 @@ for (let r = 1; r <= Number(values.rounds); r++) {
   );
 }
 engine.close();
+console.log(`RESULT ${JSON.stringify(result)}`);

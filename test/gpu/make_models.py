@@ -4,6 +4,7 @@ continuations as the reference (for `npm run test:gpu`).
   qwen3-0.6b   Qwen3-0.6B shapes (28 layers, 16/8 heads, head_dim 128, tied embeddings), bf16
   llama-1b     Llama-3.2-1B shapes (16 layers, 32/8 heads, head_dim 64, llama3 rope scaling), bf16
   qwen3-small  a small Qwen3 (head_dim 64) for the CPU-vs-CUDA logits comparison, bf16
+  odd-heads    a tiny Qwen3 with 3 attention heads, which no tensor-parallel size above 1 divides
 
 The weights are saved in bf16; the references run those same (bf16-rounded) weights in float32 in a
 freshly built model, because HF's bf16 arithmetic itself strays from the exact result by several
@@ -35,6 +36,9 @@ MODELS = {
     "qwen3-small": (Qwen3ForCausalLM, Qwen3Config(vocab_size=2048, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
                                                   num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=4096,
                                                   rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False)),
+    "odd-heads": (Qwen3ForCausalLM, Qwen3Config(vocab_size=2048, hidden_size=192, intermediate_size=512, num_hidden_layers=2,
+                                                num_attention_heads=3, num_key_value_heads=1, head_dim=64, max_position_embeddings=4096,
+                                                rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True)),
 }
 
 

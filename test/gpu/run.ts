@@ -3,7 +3,9 @@
  *   1. kernels against their CPU references over a grid of shapes (kernels/tests/check_kernels.cu);
  *   2. whole models on the CUDA backend against HF transformers (random weights made on the GPU by
  *      make_models.py) and against the CPU backend (whole-model.ts);
- *   3. the HTTP server on the CUDA backend, end to end (serve-smoke.ts).
+ *   3. the HTTP server on the CUDA backend, end to end (serve-smoke.ts);
+ *   4. with 2 or more GPUs: tensor parallelism (2 GPUs) against one GPU, refusals, and the collective
+ *      watchdog (tensor-parallel.ts). With one GPU this is listed as SKIP in the summary.
  * Without a GPU it says so and fails, unless invoked as `npm run test:gpu -- --skip-if-no-gpu`.
  * Needs a CUDA build of the engine (PAGODA_CUDA=1 npm run build:native) and python3 with torch and
  * transformers for the references.
@@ -26,11 +28,11 @@ if (!loadNative().cuda) {
   process.exit(1);
 }
 
-const results: { name: string; ok: boolean }[] = [];
+const results: { name: string; status: 'PASS' | 'FAIL' | 'SKIP'; why?: string }[] = [];
 const run = (name: string, cmd: string, args: string[]) => {
   console.log(`\n== ${name}`);
   const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: ROOT });
-  results.push({ name, ok: r.status === 0 });
+  results.push({ name, status: r.status === 0 ? 'PASS' : 'FAIL' });
 };
 
 run('kernels vs CPU reference', process.env.PAGODA_CHECK_KERNELS ?? buildKernelProgram('check_kernels'), []);
@@ -45,6 +47,21 @@ run('whole models: CUDA vs HF transformers and vs CPU', process.execPath, [
   models,
 ]);
 
+run('HTTP server on the CUDA backend', process.execPath, [
+  join(ROOT, 'test', 'gpu', 'serve-smoke.ts'),
+  join(models, 'qwen3-0.6b'),
+]);
+const gpus = loadNative().gpuCount?.() ?? 0;
+if (gpus >= 2) {
+  run('tensor parallelism: TP=2 vs TP=1, refusals, watchdog', process.execPath, [
+    join(ROOT, 'test', 'gpu', 'tensor-parallel.ts'),
+    models,
+    '2',
+  ]);
+} else {
+  results.push({ name: 'tensor parallelism', status: 'SKIP', why: `needs 2 GPUs, ${gpus} visible` });
+}
+
 console.log('\n== GPU test summary');
-for (const r of results) console.log(`${r.ok ? 'PASS' : 'FAIL'}  ${r.name}`);
-process.exitCode = results.every((r) => r.ok) ? 0 : 1;
+for (const r of results) console.log(`${r.status}  ${r.name}${r.why ? ` (${r.why})` : ''}`);
+process.exitCode = results.every((r) => r.status !== 'FAIL') ? 0 : 1;
