@@ -110,7 +110,17 @@ class CudaBackend final : public Backend {
     if (watchdog_) watchdog_->arm("a tensor-parallel step");
     threads_->run([&](int r) {
       if (hang && r == last) return;
-      ranks_[r]->run(in, plan_, r == 0 ? &out : nullptr);
+      if (ranks_.size() == 1) {
+        ranks_[r]->run(in, plan_, &out);
+        return;
+      }
+      // The step was checked before any rank started: a failure now leaves the other ranks waiting in
+      // a collective that will never complete, so it ends the process like a failed collective.
+      try {
+        ranks_[r]->run(in, plan_, r == 0 ? &out : nullptr);
+      } catch (const std::exception& e) {
+        collective_failed("rank " + std::to_string(r) + ": " + e.what());
+      }
     });
     if (watchdog_) watchdog_->disarm();
   }

@@ -367,15 +367,17 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
       kernels::launch_prefill_attention(pp, D, stream_);
     }
     linear(cublas_, attn_.get(), T, L.o.w, proj(), proj_f32_);
+    all_reduce_projection(T);
     add_norm(false, L.mlp_norm.get(), h_.get(), nullptr, T);
     linear(cublas_, h_.get(), T, L.gate_up.w, gu_.get(), false);
     kernels::launch_silu_and_mul(gu_.get(), act_.get(), T, I, stream_);
     linear(cublas_, act_.get(), T, L.down.w, proj(), proj_f32_);
+    all_reduce_projection(T);
   }
+  if (!computes_logits_) return;  // rank 0 alone holds the LM head
   add_norm(false, final_norm_.get(), hl_.get(), in_.logit_rows, R);
   linear(cublas_, hl_.get(), R, lm_head_.w, logits_.get(), true);
 }
-
 
 // Sums the row-parallel projection of every rank, in place (float32), on this rank's stream.
 void CudaRank::all_reduce_projection(int T) {
