@@ -1,8 +1,6 @@
 // Module entry: exports { Engine, version }.
 #include <napi.h>
 
-#include <cstdlib>
-
 #include "binding/engine_wrap.h"
 #include "binding/step_io.h"
 #include "engine/weights.h"
@@ -56,11 +54,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::String::New(env, "0.1.0"));
   exports.Set("decodeTensor", Napi::Function::New(env, DecodeTensor, "decodeTensor"));
 #ifdef PAGODA_WITH_CUDA
-  // Before any CUDA call: load every kernel when a context is made, not at its first launch. A lazy
-  // load waits for the device to drain while holding a driver lock; with tensor parallelism the device
-  // can be waiting in an all-reduce for another rank whose thread is queued on that same lock, and the
-  // step never ends (seen on 2 H200s). The user's own setting wins.
-  setenv("CUDA_MODULE_LOADING", "EAGER", /*overwrite=*/0);
   exports.Set("cuda", Napi::Boolean::New(env, true));
   exports.Set("deviceMemory", Napi::Function::New(env, DeviceMemory, "deviceMemory"));
   exports.Set("gpuCount", Napi::Function::New(env, GpuCount, "gpuCount"));
