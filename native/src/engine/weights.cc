@@ -10,6 +10,7 @@
 
 #include "engine/dequant.h"
 #include "engine/errors.h"
+#include "engine/half.h"
 
 namespace pagoda {
 
@@ -118,6 +119,27 @@ std::vector<float> WeightStore::read_f32(const std::string& name, const std::vec
     throw EngineError(e.file + ": tensor " + name + " has shape " + shape_str(e.shape) + ", expected " +
                       shape_str(expect));
   return read_f32(name);
+}
+
+std::vector<uint16_t> WeightStore::read_bf16(const std::string& name, const std::vector<int64_t>& expect, int64_t r0, int64_t nr,
+                                             int64_t c0, int64_t nc) const {
+  const TensorEntry& e = entry(name);
+  if (e.shape != expect)
+    throw EngineError(e.file + ": tensor " + name + " has shape " + shape_str(e.shape) + ", expected " + shape_str(expect));
+  if (expect.size() != 2 || r0 < 0 || nr < 0 || r0 + nr > expect[0] || c0 < 0 || nc < 0 || c0 + nc > expect[1])
+    throw EngineError("read_bf16: slice outside tensor " + name + " of shape " + shape_str(expect));
+  const int64_t k = expect[1];
+  std::vector<uint16_t> out(static_cast<size_t>(nr * nc));
+  if (e.dtype == DType::BF16 && e.rope_unpermute_heads == 0) {
+    const uint8_t* src = files_.at(e.file)->data() + e.offset;
+    for (int64_t i = 0; i < nr; i++)
+      std::memcpy(out.data() + i * nc, src + ((r0 + i) * k + c0) * 2, static_cast<size_t>(nc) * 2);
+    return out;
+  }
+  const std::vector<float> full = read_f32(name);
+  for (int64_t i = 0; i < nr; i++)
+    for (int64_t j = 0; j < nc; j++) out[i * nc + j] = float_to_bf16(full[(r0 + i) * k + c0 + j]);
+  return out;
 }
 
 }  // namespace pagoda

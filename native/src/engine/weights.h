@@ -38,6 +38,12 @@ class WeightStore {
   std::vector<float> read_f32(const std::string& name) const;
   // Same, checking the shape first.
   std::vector<float> read_f32(const std::string& name, const std::vector<int64_t>& expect_shape) const;
+  // Rows [r0, r0 + nr) x columns [c0, c0 + nc) of a matrix of shape `expect_shape` ([n, k]) as bf16 bits,
+  // row-major [nr, nc]: what the GPU stores. A bf16 tensor is copied as stored (no float32 buffer);
+  // any other is read as read_f32 does and rounded to nearest even, so the bits are the same either way
+  // (NaN payloads aside).
+  std::vector<uint16_t> read_bf16(const std::string& name, const std::vector<int64_t>& expect_shape, int64_t r0, int64_t nr,
+                                  int64_t c0, int64_t nc) const;
 
  private:
   std::unordered_map<std::string, TensorEntry> entries_;

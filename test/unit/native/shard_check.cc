@@ -2,6 +2,7 @@
 // GPU: for each model shape, the ranks' shards of q/k/v, gate/up (rows) and o/down (columns) put back
 // together give the full matrices exactly, every rank's query heads read the KV head it holds, and plans
 // that cannot work are refused. Prints one JSON line per case for the test to read.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -22,6 +23,15 @@ static ModelConfig shape(int heads, int kv_heads, int head_dim, int hidden, int 
   c.hidden_size = hidden;
   c.intermediate_size = inter;
   return c;
+}
+
+// Columns [c0, c0 + count) of a row-major [n, k] matrix, as [n, count] (what WeightStore::read_bf16
+// returns for a row-parallel shard).
+static std::vector<float> take_cols(const std::vector<float>& w, int64_t n, int64_t k, int64_t c0, int64_t count) {
+  std::vector<float> out(static_cast<size_t>(n * count));
+  for (int64_t i = 0; i < n; i++)
+    std::copy(w.begin() + i * k + c0, w.begin() + i * k + c0 + count, out.begin() + i * count);
+  return out;
 }
 
 // A matrix whose every element names its position, so any misplaced element shows.

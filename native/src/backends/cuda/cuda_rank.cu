@@ -2,7 +2,6 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -33,25 +32,31 @@ constexpr size_t kCublasWorkspace = 32u << 20;
 constexpr int64_t kPartialBytes = 64LL << 20;
 const int kGraphBuckets[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512};
 
-DeviceArray<bf16> upload_bf16(const std::vector<float>& host) {
-  std::vector<uint16_t> tmp(host.size());
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < static_cast<int64_t>(host.size()); i++) tmp[i] = float_to_bf16(host[i]);
-  DeviceArray<bf16> d(host.size());
-  check(cudaMemcpy(d.get(), tmp.data(), tmp.size() * 2, cudaMemcpyHostToDevice), "cudaMemcpy(weights)");
+// bf16 bits (row-major, as WeightStore::read_bf16 returns them) into a new device array.
+DeviceArray<bf16> upload_bits(const std::vector<uint16_t>& bits) {
+  DeviceArray<bf16> d(bits.size());
+  check(cudaMemcpy(d.get(), bits.data(), bits.size() * 2, cudaMemcpyHostToDevice), "cudaMemcpy(weights)");
   return d;
 }
 
-std::vector<float> concat(std::initializer_list<const std::vector<float>*> parts) {
-  std::vector<float> out;
+// float32 vectors (norm weights, biases), rounded to bf16.
+DeviceArray<bf16> upload_bf16(const std::vector<float>& host) {
+  std::vector<uint16_t> bits(host.size());
+  for (size_t i = 0; i < host.size(); i++) bits[i] = float_to_bf16(host[i]);
+  return upload_bits(bits);
+}
+
+template <typename T>
+std::vector<T> concat(std::initializer_list<const std::vector<T>*> parts) {
+  std::vector<T> out;
   for (const auto* p : parts) out.insert(out.end(), p->begin(), p->end());
   return out;
 }
 
 }  // namespace
 
-void Matrix::set(const std::vector<float>& host, int n, int k) {
-  data = upload_bf16(host);
+void Matrix::set(const std::vector<uint16_t>& bits, int n, int k) {
+  data = upload_bits(bits);
   w = {data.get(), n, k};
 }
 
@@ -147,57 +152,62 @@ void CudaRank::run(const StepInput& in, const StepPlan& plan, StepOutput* out) {
 
 void CudaRank::load_weights(const WeightStore& w) {
   // Full-model sizes as stored; this rank keeps its slices.
-  const int H = full_.hidden_size, I = full_.intermediate_size, Q = full_.q_size(), KV = full_.kv_size(), D = full_.head_dim;
+  const int V = full_.vocab_size, H = full_.hidden_size, I = full_.intermediate_size, Q = full_.q_size(), KV = full_.kv_size(),
+            D = full_.head_dim;
   const int q0 = shard_.head0 * D, nq = cfg_.q_size(), kv0 = shard_.kv_head0 * D, nkv = cfg_.kv_size();
   const int i0 = shard_.inter0, ni = cfg_.intermediate_size;
-  const bool sharded = shard_.world > 1;
+  // Matrices W[n, k] go to the GPU as bf16 read straight from the file: rows [r0, r0 + count) of W for
+  // a column-parallel shard, columns [c0, c0 + count) for a row-parallel one (everything at TP=1).
+  auto rows = [&](const std::string& name, int64_t n, int64_t k, int64_t r0, int64_t count) {
+    return w.read_bf16(name, {n, k}, r0, count, 0, k);
+  };
+  auto cols = [&](const std::string& name, int64_t n, int64_t k, int64_t c0, int64_t count) {
+    return w.read_bf16(name, {n, k}, 0, n, c0, count);
+  };
+  // Bias vectors: this rank's entries.
+  auto part = [&](std::vector<float> full, int64_t first, int64_t count) {
+    return shard_.world > 1 ? take_rows(full, 1, first, count) : full;
+  };
   // The embedding is replicated (every rank starts from the token's row); the LM head is rank 0's.
-  embed_ = upload_bf16(w.read_f32("embed.weight", {full_.vocab_size, H}));
+  embed_ = upload_bits(rows("embed.weight", V, H, 0, V));
   weight_bytes_ += embed_.bytes();
   if (computes_logits_) {
     if (!full_.tie_word_embeddings && w.has("lm_head.weight")) {
-      lm_head_.set(w.read_f32("lm_head.weight", {full_.vocab_size, H}), full_.vocab_size, H);
+      lm_head_.set(rows("lm_head.weight", V, H, 0, V), V, H);
       weight_bytes_ += lm_head_.data.bytes();
     } else {
-      lm_head_.w = {embed_.get(), full_.vocab_size, H};
+      lm_head_.w = {embed_.get(), V, H};
     }
     final_norm_ = upload_bf16(w.read_f32("norm.weight", {H}));
   }
   std::vector<float> inv = rope_inv_freq(full_);
   inv_freq_ = DeviceArray<float>(inv.size());
   check(cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy(inv_freq)");
-  // Column-parallel slices (rows of W) and row-parallel slices (columns of W) of this rank.
-  auto rows = [&](std::vector<float> full, int64_t k, int64_t r0, int64_t count) {
-    return sharded ? take_rows(full, k, r0, count) : full;
-  };
-  auto cols = [&](std::vector<float> full, int64_t n, int64_t k, int64_t c0, int64_t count) {
-    return sharded ? take_cols(full, n, k, c0, count) : full;
-  };
   layers_.resize(full_.num_layers);
   for (int l = 0; l < full_.num_layers; l++) {
     const std::string p = "layers." + std::to_string(l) + ".";
     Layer& L = layers_[l];
     L.attn_norm = upload_bf16(w.read_f32(p + "attn_norm.weight", {H}));
     L.mlp_norm = upload_bf16(w.read_f32(p + "mlp_norm.weight", {H}));
-    auto q = rows(w.read_f32(p + "attn.q.weight", {Q, H}), H, q0, nq);
-    auto k = rows(w.read_f32(p + "attn.k.weight", {KV, H}), H, kv0, nkv);
-    auto v = rows(w.read_f32(p + "attn.v.weight", {KV, H}), H, kv0, nkv);
+    auto q = rows(p + "attn.q.weight", Q, H, q0, nq);
+    auto k = rows(p + "attn.k.weight", KV, H, kv0, nkv);
+    auto v = rows(p + "attn.v.weight", KV, H, kv0, nkv);
     L.qkv.set(concat({&q, &k, &v}), nq + 2 * nkv, H);
     if (full_.attention_bias) {
-      auto qb = rows(w.read_f32(p + "attn.q.bias", {Q}), 1, q0, nq);
-      auto kb = rows(w.read_f32(p + "attn.k.bias", {KV}), 1, kv0, nkv);
-      auto vb = rows(w.read_f32(p + "attn.v.bias", {KV}), 1, kv0, nkv);
+      auto qb = part(w.read_f32(p + "attn.q.bias", {Q}), q0, nq);
+      auto kb = part(w.read_f32(p + "attn.k.bias", {KV}), kv0, nkv);
+      auto vb = part(w.read_f32(p + "attn.v.bias", {KV}), kv0, nkv);
       L.qkv_bias = upload_bf16(concat({&qb, &kb, &vb}));
     }
     if (full_.qk_norm) {
       L.q_norm = upload_bf16(w.read_f32(p + "attn.q_norm.weight", {D}));
       L.k_norm = upload_bf16(w.read_f32(p + "attn.k_norm.weight", {D}));
     }
-    L.o.set(cols(w.read_f32(p + "attn.o.weight", {H, Q}), H, Q, q0, nq), H, nq);
-    auto gate = rows(w.read_f32(p + "mlp.gate.weight", {I, H}), H, i0, ni);
-    auto up = rows(w.read_f32(p + "mlp.up.weight", {I, H}), H, i0, ni);
+    L.o.set(cols(p + "attn.o.weight", H, Q, q0, nq), H, nq);
+    auto gate = rows(p + "mlp.gate.weight", I, H, i0, ni);
+    auto up = rows(p + "mlp.up.weight", I, H, i0, ni);
     L.gate_up.set(concat({&gate, &up}), 2 * ni, H);
-    L.down.set(cols(w.read_f32(p + "mlp.down.weight", {H, I}), H, I, i0, ni), H, ni);
+    L.down.set(cols(p + "mlp.down.weight", H, I, i0, ni), H, ni);
     weight_bytes_ += L.qkv.data.bytes() + L.o.data.bytes() + L.gate_up.data.bytes() + L.down.data.bytes();
   }
 }

@@ -37,7 +37,7 @@ struct StepPlan {
 struct Matrix {
   DeviceArray<bf16> data;
   Weight w;
-  void set(const std::vector<float>& host, int n, int k);
+  void set(const std::vector<uint16_t>& bits, int n, int k);  // bf16 bits, row-major [n, k]
 };
 
 struct Layer {

@@ -1,6 +1,6 @@
 // Megatron-style sharding of one model across the N GPUs of a tensor-parallel group: which attention
-// heads, KV heads and MLP columns rank r holds, and the host-side slicing of a full weight into its
-// shard. Pure C++ (no CUDA), so the rules are the same wherever they are checked.
+// heads, KV heads and MLP columns rank r holds (the matrices themselves are sliced as they are read,
+// WeightStore::read_bf16). Pure C++ (no CUDA), so the rules are the same wherever they are checked.
 //
 //   column-parallel (output features split):  q/k/v, gate/up      W[n, k] → rows of W
 //   row-parallel (input features split):      o, down             W[n, k] → columns of W, then all-reduce
@@ -68,17 +68,10 @@ inline ModelConfig local_config(const ModelConfig& cfg, const Shard& s) {
   return c;
 }
 
-// Rows [r0, r0 + count) of a row-major [n, k] matrix (a column-parallel shard).
+// Rows [r0, r0 + count) of a row-major [n, k] array (a column-parallel shard of a bias vector: k = 1).
+// Matrices are sliced as they are read: WeightStore::read_bf16.
 inline std::vector<float> take_rows(const std::vector<float>& w, int64_t k, int64_t r0, int64_t count) {
   return std::vector<float>(w.begin() + r0 * k, w.begin() + (r0 + count) * k);
-}
-
-// Columns [c0, c0 + count) of a row-major [n, k] matrix (a row-parallel shard), as [n, count].
-inline std::vector<float> take_cols(const std::vector<float>& w, int64_t n, int64_t k, int64_t c0, int64_t count) {
-  std::vector<float> out(static_cast<size_t>(n * count));
-  for (int64_t i = 0; i < n; i++)
-    std::copy(w.begin() + i * k + c0, w.begin() + i * k + c0 + count, out.begin() + i * count);
-  return out;
 }
 
 }  // namespace pagoda::cuda
