@@ -4,12 +4,11 @@
  * each rank's query heads read the KV head it holds (KV heads replicated when the GPUs outnumber them),
  * and unfit plans are refused with the fix in the message. The GPU runs themselves are `npm run test:gpu`.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers/fixtures.ts';
+import { runCppCheck } from '../helpers/cpp-program.ts';
 
 interface Row {
   model: string;
@@ -22,27 +21,7 @@ const dir = mkdtempSync(join(tmpdir(), 'pagoda-shard-'));
 let rows: Row[] = [];
 
 beforeAll(() => {
-  const exe = join(dir, 'shard_check');
-  const cc = spawnSync(
-    'c++',
-    [
-      '-std=c++20',
-      '-O1',
-      '-I',
-      join(ROOT, 'native', 'src'),
-      join(ROOT, 'test', 'unit', 'native', 'shard_check.cc'),
-      '-o',
-      exe,
-    ],
-    { encoding: 'utf8' },
-  );
-  expect(cc.status, cc.stderr).toBe(0);
-  const run = spawnSync(exe, [], { encoding: 'utf8' });
-  expect(run.status, run.stderr).toBe(0);
-  rows = run.stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Row);
+  rows = runCppCheck<Row>(dir, 'shard_check', ['test/unit/native/shard_check.cc']);
 }, 120_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

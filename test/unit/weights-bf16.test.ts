@@ -4,12 +4,11 @@
  * matrices and row/column shards, GGUF's rope permutation included; bad slices are refused. Also prints
  * the time of both paths on a 128 MiB bf16 matrix (figures for docs/perf.md come from larger runs).
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers/fixtures.ts';
+import { runCppCheck } from '../helpers/cpp-program.ts';
 
 interface Row {
   case: string;
@@ -23,25 +22,13 @@ const dir = mkdtempSync(join(tmpdir(), 'pagoda-bf16-'));
 let rows: Row[] = [];
 
 beforeAll(() => {
-  const exe = join(dir, 'weights_bf16_check');
-  const engine = join(ROOT, 'native', 'src', 'engine');
-  const cc = spawnSync(
-    'c++',
-    [
-      ...['-std=c++20', '-O2', '-I', join(ROOT, 'native', 'src')],
-      join(ROOT, 'test', 'unit', 'native', 'weights_bf16_check.cc'),
-      ...['weights.cc', 'dequant.cc', 'half.cc'].map((f) => join(engine, f)),
-      ...['-o', exe],
-    ],
-    { encoding: 'utf8' },
+  const sources = ['weights.cc', 'dequant.cc', 'half.cc'].map((f) => `native/src/engine/${f}`);
+  rows = runCppCheck<Row>(
+    dir,
+    'weights_bf16_check',
+    ['test/unit/native/weights_bf16_check.cc', ...sources],
+    [dir, '8192'],
   );
-  expect(cc.status, cc.stderr).toBe(0);
-  const run = spawnSync(exe, [dir, '8192'], { encoding: 'utf8' });
-  expect(run.status, run.stderr).toBe(0);
-  rows = run.stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Row);
 }, 180_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
