@@ -73,6 +73,38 @@ describe('OpenAI API (official client)', () => {
     });
   });
 
+  it('stream_options: usage null in every chunk but the last; continuous_usage_stats counts in every chunk', async () => {
+    const req = {
+      model: MODEL,
+      messages: [{ role: 'user' as const, content: 'Count to five.' }],
+      temperature: 0,
+      max_tokens: 16,
+      stream: true as const,
+    };
+    const plain = await client.chat.completions.create({ ...req, stream_options: { include_usage: true } });
+    const usages: (OpenAI.CompletionUsage | null | undefined)[] = [];
+    for await (const chunk of plain) usages.push(chunk.usage);
+    expect(usages.slice(0, -1).every((u) => u === null)).toBe(true);
+    const total = usages.at(-1)!;
+    expect(total.completion_tokens).toBeGreaterThan(0);
+
+    // vLLM's extension, not in the openai package's types: the client sends it as given.
+    const options = { include_usage: true, continuous_usage_stats: true } as OpenAI.ChatCompletionStreamOptions;
+    const continuous = await client.chat.completions.create({ ...req, stream_options: options });
+    const running: OpenAI.CompletionUsage[] = [];
+    for await (const chunk of continuous) {
+      expect(chunk.usage).toBeTruthy();
+      running.push(chunk.usage!);
+    }
+    for (const [i, u] of running.entries()) {
+      expect(u.prompt_tokens).toBe(total.prompt_tokens);
+      expect(u.total_tokens).toBe(u.prompt_tokens + u.completion_tokens);
+      if (i > 0) expect(u.completion_tokens).toBeGreaterThanOrEqual(running[i - 1]!.completion_tokens);
+    }
+    expect(running[0]!.completion_tokens).toBe(0); // the role chunk comes before any token
+    expect(running.at(-1)).toEqual(total);
+  });
+
   it('completes text prompts, streamed and not, with n choices', async () => {
     const r = await client.completions.create({
       model: MODEL,

@@ -18,6 +18,7 @@ import {
 } from './generation.ts';
 import { chatLogprobs } from './logprobs.ts';
 import { ChatCompletionRequest } from './schemas.ts';
+import { StreamUsage, type Usage } from './stream-usage.ts';
 
 type Messages = ChatCompletionRequest['messages'];
 
@@ -89,9 +90,9 @@ export function registerChat(app: FastifyInstance, ctx: ServerContext): void {
           ...(body.return_token_ids ? { prompt_token_ids: prompt } : {}),
         };
       }
-      const includeUsage = body.stream_options?.include_usage === true;
+      const usage = new StreamUsage(body.stream_options, prompt.length * n);
       const sse = new SseWriter(request, reply, () => void events.return?.());
-      const chunk = (choices: unknown[], usage?: unknown) => {
+      const chunk = (choices: unknown[], final?: Usage) => {
         const c: Record<string, unknown> = {
           id,
           object: 'chat.completion.chunk',
@@ -99,7 +100,7 @@ export function registerChat(app: FastifyInstance, ctx: ServerContext): void {
           model: ctx.modelName,
           choices,
         };
-        if (includeUsage) c.usage = usage ?? null;
+        if (usage.include) c.usage = final ?? usage.forChunk();
         return c;
       };
       for (let i = 0; i < n; i++) {
@@ -107,14 +108,13 @@ export function registerChat(app: FastifyInstance, ctx: ServerContext): void {
           chunk([{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
         );
       }
-      let completionTokens = 0;
       let failed = false;
       for await (const ev of events) {
         if (ev.finishReason === 'error') {
           failed = true;
           continue;
         }
-        completionTokens += ev.tokenIds.length;
+        usage.completionTokens += ev.tokenIds.length;
         const lp = logprobs === undefined || !ev.logprobs ? null : chatLogprobs(tok, ev.logprobs);
         if (ev.textDelta !== '' || lp || (body.return_token_ids && ev.tokenIds.length > 0)) {
           const choice: Record<string, unknown> = {
@@ -144,12 +144,7 @@ export function registerChat(app: FastifyInstance, ctx: ServerContext): void {
         const err = new ApiError(500, 'The engine failed while generating; the server is restarting.');
         await sse.send({ error: { message: err.message, type: err.type, param: null, code: null } });
       }
-      if (includeUsage) {
-        const p = prompt.length * n;
-        await sse.send(
-          chunk([], { prompt_tokens: p, completion_tokens: completionTokens, total_tokens: p + completionTokens }),
-        );
-      }
+      if (usage.include) await sse.send(chunk([], usage.totals()));
       await sse.send('[DONE]');
       sse.end();
       return reply;

@@ -18,6 +18,7 @@ import {
 } from './generation.ts';
 import { completionLogprobs } from './logprobs.ts';
 import { CompletionRequest } from './schemas.ts';
+import { StreamUsage, type Usage } from './stream-usage.ts';
 
 function promptsOf(ctx: ServerContext, prompt: CompletionRequest['prompt']): number[][] {
   const tok = ctx.engine.model.tokenizer;
@@ -86,16 +87,18 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
           ),
         };
       }
-      const includeUsage = body.stream_options?.include_usage === true;
+      const usage = new StreamUsage(
+        body.stream_options,
+        prompts.reduce((a, p) => a + p.length * n, 0),
+      );
       const sse = new SseWriter(request, reply, () => {
         for (const s of streams) void s.return?.();
       });
-      const chunk = (choices: unknown[], usage?: unknown) => {
+      const chunk = (choices: unknown[], final?: Usage) => {
         const c: Record<string, unknown> = { id, object: 'text_completion', created, model: ctx.modelName, choices };
-        if (includeUsage) c.usage = usage ?? null;
+        if (usage.include) c.usage = final ?? usage.forChunk();
         return c;
       };
-      let completionTokens = 0;
       let failed = false;
       const offsets = echoText.map((e) => e.length);
       await Promise.all(
@@ -105,7 +108,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
               await sse.send(chunk([{ index: p * n + j, text: echoText[p], logprobs: null, finish_reason: null }]));
           for await (const ev of events as AsyncIterable<SequenceEvent>) {
             if (ev.finishReason === 'error') failed = true;
-            completionTokens += ev.tokenIds.length;
+            usage.completionTokens += ev.tokenIds.length;
             const text = ev.textDelta;
             const lp =
               logprobs === undefined || !ev.logprobs ? null : completionLogprobs(tok, ev.logprobs, offsets[p]!);
@@ -130,16 +133,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
         await sse.send({
           error: { message: 'The engine failed while generating.', type: 'server_error', param: null, code: null },
         });
-      if (includeUsage) {
-        const prompt = prompts.reduce((a, p) => a + p.length * n, 0);
-        await sse.send(
-          chunk([], {
-            prompt_tokens: prompt,
-            completion_tokens: completionTokens,
-            total_tokens: prompt + completionTokens,
-          }),
-        );
-      }
+      if (usage.include) await sse.send(chunk([], usage.totals()));
       await sse.send('[DONE]');
       sse.end();
       return reply;
