@@ -167,10 +167,16 @@ describe('an example InferenceDeployment', () => {
         return now && now.metadata.uid !== old.metadata.uid;
       });
     }
+    // Ready can still read True from before the Deployment was deleted: wait for the new one's pods.
+    await eventually('the recreated Deployment ready', async () => {
+      const dep = await cluster.client.get<Obj>(objectPath(RESOURCES.deployment, ns, name));
+      return dep.status?.readyReplicas === 2;
+    });
     await waitCondition(name, 'Ready', 'True');
   });
 
   it('kubectl get infd shows the columns', async () => {
+    await waitCondition(name, 'Ready', 'True');
     const out = await cluster.kubectl(['get', 'infd', name, '-n', ns]);
     const [header, row] = out.trim().split('\n');
     expect(header?.split(/\s+/)).toEqual(['NAME', 'MODEL', 'TP', 'GPUS', 'REPLICAS', 'READY', 'AGE']);
