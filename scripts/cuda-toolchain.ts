@@ -19,6 +19,9 @@ export const CUDA_WHEELS = [
 ];
 const KEY = 'cuda-13.0.88-cublas-13.1.0.3-nccl-2.27.7';
 
+/** nvcc flags every Pagoda CUDA source is built with: C++17, Hopper only (wgmma/TMA need sm_90a), OpenMP host code. */
+export const NVCC_SM90A_FLAGS = ['-std=c++17', '-gencode', 'arch=compute_90a,code=sm_90a', '-Xcompiler', '-fopenmp'];
+
 export interface CudaToolchain {
   /** CUDA root with bin/nvcc, include, lib */
   root: string;

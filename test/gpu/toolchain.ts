@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureCudaToolchain } from '../../scripts/cuda-toolchain.ts';
+import { ensureCudaToolchain, NVCC_SM90A_FLAGS } from '../../scripts/cuda-toolchain.ts';
 import { ROOT } from '../helpers/fixtures.ts';
 
 export function nvccPath(): string {
@@ -21,24 +21,9 @@ export function buildKernelProgram(name: string, extraArgs: string[] = []): stri
     return out;
   mkdirSync(outDir, { recursive: true });
   const nvcc = nvccPath();
-  const r = spawnSync(
-    nvcc,
-    [
-      '-std=c++17',
-      '-O2',
-      '-gencode',
-      'arch=compute_90a,code=sm_90a',
-      '-Xcompiler',
-      '-fopenmp',
-      '-I',
-      join(ROOT, 'kernels'),
-      src,
-      '-o',
-      out,
-      ...extraArgs,
-    ],
-    { stdio: 'inherit' },
-  );
+  const r = spawnSync(nvcc, [...NVCC_SM90A_FLAGS, '-O2', '-I', join(ROOT, 'kernels'), src, '-o', out, ...extraArgs], {
+    stdio: 'inherit',
+  });
   if (r.status !== 0) throw new Error(`building ${name} failed`);
   return out;
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { InferenceDeployment } from '../../operator/src/api/types.ts';
 import { objectPath, RESOURCES } from '../../operator/src/kube/rest.ts';
 import { restartComponent } from '../../scripts/cluster/cluster.ts';
-import { CLUSTER_SETUP_TIMEOUT_MS, setupCluster, type TestCluster } from './support/cluster.ts';
+import { applyMinimalCr, CLUSTER_SETUP_TIMEOUT_MS, setupCluster, type TestCluster } from './support/cluster.ts';
 import { type OperatorProcess, startOperator } from './support/operator-process.ts';
 import { eventually } from './support/wait.ts';
 
@@ -36,21 +36,7 @@ afterAll(async () => {
   await cluster?.cleanup();
 });
 
-async function applyCr(ns: string, name: string): Promise<void> {
-  await cluster.client.apply(
-    objectPath(RESOURCES.inferenceDeployment, ns, name),
-    {
-      apiVersion: 'inference.pagoda.dev/v1alpha1',
-      kind: 'InferenceDeployment',
-      metadata: { name, namespace: ns },
-      spec: {
-        model: { name: 'Qwen/Qwen3-1.7B', source: { hostPath: { path: '/m' } } },
-        gpu: { product: 'NVIDIA-H100-80GB-HBM3' },
-      },
-    },
-    'pagoda-tests',
-  );
-}
+const applyCr = (ns: string, name: string) => applyMinimalCr(cluster.client, ns, name, 'Qwen/Qwen3-1.7B');
 
 const ready = (ns: string, name: string) =>
   eventually(

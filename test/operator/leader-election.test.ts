@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { InferenceDeployment } from '../../operator/src/api/types.ts';
 import { objectPath, RESOURCES } from '../../operator/src/kube/rest.ts';
-import { CLUSTER_SETUP_TIMEOUT_MS, setupCluster, type TestCluster } from './support/cluster.ts';
+import { applyMinimalCr, CLUSTER_SETUP_TIMEOUT_MS, setupCluster, type TestCluster } from './support/cluster.ts';
 import { type OperatorProcess, startOperator } from './support/operator-process.ts';
 import { eventually } from './support/wait.ts';
 
@@ -47,21 +47,7 @@ const holder = async () =>
   (await cluster.client.get<{ spec: { holderIdentity?: string } }>(objectPath(RESOURCES.lease, ns, 'pagoda-operator')))
     .spec.holderIdentity;
 
-async function applyCr(name: string): Promise<void> {
-  await cluster.client.apply(
-    objectPath(RESOURCES.inferenceDeployment, ns, name),
-    {
-      apiVersion: 'inference.pagoda.dev/v1alpha1',
-      kind: 'InferenceDeployment',
-      metadata: { name, namespace: ns },
-      spec: {
-        model: { name: 'Qwen/Qwen3-0.6B', source: { hostPath: { path: '/m' } } },
-        gpu: { product: 'NVIDIA-H100-80GB-HBM3' },
-      },
-    },
-    'pagoda-tests',
-  );
-}
+const applyCr = (name: string) => applyMinimalCr(cluster.client, ns, name, 'Qwen/Qwen3-0.6B');
 
 const reconciled = (name: string) =>
   eventually(`${name} reconciled`, async () => {

@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CudaToolchain, ensureCudaToolchain } from '../../scripts/cuda-toolchain.ts';
+import { type CudaToolchain, ensureCudaToolchain, NVCC_SM90A_FLAGS } from '../../scripts/cuda-toolchain.ts';
 import { ROOT } from '../helpers/fixtures.ts';
 
 const sources = [
@@ -47,12 +47,8 @@ describe('CUDA sources compile for sm_90a', () => {
       const r = spawnSync(
         toolchain.nvcc,
         [
-          '-std=c++17',
+          ...NVCC_SM90A_FLAGS,
           '-O1',
-          '-gencode',
-          'arch=compute_90a,code=sm_90a',
-          '-Xcompiler',
-          '-fopenmp',
           '-I',
           join(ROOT, 'kernels'),
           '-I',

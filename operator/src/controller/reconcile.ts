@@ -11,6 +11,7 @@ import {
   type InferenceDeployment,
   type InferenceDeploymentStatus,
   KIND,
+  type ObjectMeta,
 } from '../api/types.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { isConflict, isNotFound, type KubeClient, objectPath, RESOURCES, type Resource } from '../kube/rest.ts';
@@ -21,15 +22,7 @@ import type { QueueResult } from './queue.ts';
 import { computeStatus, type DeploymentView, type PodView, reconcilerStatus, sameJson } from './status.ts';
 
 export interface ChildObject {
-  metadata: {
-    name: string;
-    namespace?: string;
-    uid?: string;
-    generation?: number;
-    resourceVersion?: string;
-    labels?: Record<string, string>;
-    ownerReferences?: { uid: string; controller?: boolean; kind: string }[];
-  };
+  metadata: ObjectMeta;
 }
 
 export interface Cache<T> {

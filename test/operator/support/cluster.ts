@@ -62,6 +62,23 @@ export async function installCrd(client: KubeClient): Promise<void> {
   });
 }
 
+/** Applies a minimal InferenceDeployment (hostPath model, H100) as the tests' field manager. */
+export async function applyMinimalCr(client: KubeClient, ns: string, name: string, model: string): Promise<void> {
+  await client.apply(
+    objectPath(RESOURCES.inferenceDeployment, ns, name),
+    {
+      apiVersion: 'inference.pagoda.dev/v1alpha1',
+      kind: 'InferenceDeployment',
+      metadata: { name, namespace: ns },
+      spec: {
+        model: { name: model, source: { hostPath: { path: '/m' } } },
+        gpu: { product: 'NVIDIA-H100-80GB-HBM3' },
+      },
+    },
+    'pagoda-tests',
+  );
+}
+
 export async function setupCluster(): Promise<TestCluster> {
   const handle = await startCluster({ log: (m) => process.stderr.write(`cluster: ${m}\n`) });
   const client = clientFor(handle.kubeconfig);
