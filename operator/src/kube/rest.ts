@@ -194,9 +194,11 @@ export class KubeClient {
       } catch {}
       throw new ApiError('GET', path, res.statusCode ?? 0, body);
     }
+    // Decode as a stream: a character split between two chunks stays whole (status texts hold × ≤ →).
+    res.setEncoding('utf8');
     let rest = '';
     for await (const chunk of res) {
-      const lines = (rest + (chunk as Buffer).toString('utf8')).split('\n');
+      const lines = (rest + (chunk as string)).split('\n');
       rest = lines.pop() ?? '';
       for (const line of lines) if (line.trim()) onEvent(JSON.parse(line) as WatchEvent<T>);
     }
