@@ -189,7 +189,8 @@ export function defaultThreads(cpuMaxPath = '/sys/fs/cgroup/cpu.max'): number {
   let n = availableParallelism();
   try {
     const [quota, period] = readFileSync(cpuMaxPath, 'utf8').trim().split(/\s+/);
-    if (quota && quota !== 'max' && period) n = Math.min(n, Math.max(1, Math.ceil(Number(quota) / Number(period))));
+    const cpus = Number(quota) / Number(period);
+    if (quota !== 'max' && Number.isFinite(cpus) && cpus > 0) n = Math.min(n, Math.max(1, Math.ceil(cpus)));
   } catch {
     // no cgroup v2 CPU controller: the affinity mask is all there is
   }

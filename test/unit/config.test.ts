@@ -199,6 +199,8 @@ describe('default CPU threads', () => {
       writeFileSync(join(dir, 'cpu.max'), 'max 100000\n');
       expect(defaultThreads(join(dir, 'cpu.max'))).toBe(availableParallelism());
       expect(defaultThreads(join(dir, 'missing'))).toBe(availableParallelism());
+      writeFileSync(join(dir, 'cpu.max'), 'garbage 100000\n'); // unreadable quota: ignored, never NaN
+      expect(defaultThreads(join(dir, 'cpu.max'))).toBe(availableParallelism());
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

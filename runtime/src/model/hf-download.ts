@@ -24,6 +24,9 @@ import {
 } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 
 export class DownloadError extends Error {
   constructor(message: string) {
@@ -269,19 +272,10 @@ class Hub {
       }
       offset = have;
     }
+    // A write error (disk full, permissions) rejects here and reaches the caller's retry loop.
     const out = createWriteStream(part, { flags: offset > 0 ? 'a' : 'w' });
-    const done = new Promise<void>((resolve, reject) => {
-      out.on('finish', resolve);
-      out.on('error', reject);
-    });
-    try {
-      for await (const chunk of r.body ?? []) {
-        if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
-      }
-    } finally {
-      out.end();
-      await done;
-    }
+    if (r.body) await pipeline(Readable.fromWeb(r.body as WebReadableStream<Uint8Array>), out);
+    else await pipeline(Readable.from([]), out);
     // Durable before the rename makes it visible under its real name.
     const fh = await open(part, 'r+');
     await fh.sync();

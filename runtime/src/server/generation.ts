@@ -215,13 +215,18 @@ export class SseWriter {
     };
     reply.raw.on('close', close);
     request.raw.on('aborted', close);
-    if (clientGone(reply)) queueMicrotask(close);
+    if (clientGone(reply)) {
+      // Gone before the first write: its 'close' has fired already, so no drain will ever come. Mark the
+      // stream closed now (sends become no-ops) and tell the owner once it holds its generator.
+      this.closed = true;
+      queueMicrotask(onClose);
+    }
   }
 
   async send(data: unknown): Promise<void> {
     if (this.closed) return;
     const ok = this.reply.raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
-    if (!ok && !this.closed)
+    if (!ok && !this.closed && !this.reply.raw.destroyed)
       await new Promise<void>((resolve) => {
         const done = () => {
           this.reply.raw.off('drain', done);

@@ -32,9 +32,8 @@ export class StreamUsage {
     };
   }
 
-  /** The `usage` field of an ordinary chunk; undefined when the field is left out. */
-  forChunk(): Usage | null | undefined {
-    if (!this.include) return undefined;
+  /** The `usage` field of an ordinary chunk (when `include`). */
+  forChunk(): Usage | null {
     return this.continuous ? this.totals() : null;
   }
 }
