@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,32 +56,15 @@ class CudaBackend final : public Backend {
     }
     threads_ = std::make_unique<RankThreads>(world);
     ranks_.resize(world);
-    // Every rank loads its shard on its own thread, all at once.
-    threads_->run([&](int r) {
-      check(cudaSetDevice(r), "cudaSetDevice");
-      ranks_[r] = std::make_unique<CudaRank>(cfg_, w, opt, shard_for(cfg_, world, r), nccl_ ? nccl_->comm(r) : nullptr);
-    });
-    // One block count for all: each rank holds its share of every block.
-    int64_t blocks = opt.num_blocks;
-    if (blocks <= 0) {
-      std::vector<int64_t> fit(world);
-      threads_->run([&](int r) { fit[r] = ranks_[r]->kv_blocks_that_fit(); });
-      blocks = *std::min_element(fit.begin(), fit.end());
-    }
-    const int num_blocks = static_cast<int>(std::min<int64_t>(blocks, 1 << 30));
-    threads_->run([&](int r) { ranks_[r]->allocate_kv_cache(num_blocks); });
-    if (opt.enable_cuda_graphs) {
-      // Warm-up passes inside capture_graphs run real collectives: allow for cuBLAS's first calls.
-      if (watchdog_) watchdog_->arm("CUDA graph capture", std::max(300.0, watchdog_->timeout_s()));
-      threads_->run([&](int r) { ranks_[r]->capture_graphs(); });
-      if (watchdog_) watchdog_->disarm();
+    try {
+      load(cfg_, w, opt, world);
+    } catch (...) {
+      teardown();  // a constructor that throws runs no destructor
+      throw;
     }
   }
 
-  ~CudaBackend() override {
-    // Each rank is torn down on the thread that owns its device.
-    if (threads_) threads_->run([&](int r) { ranks_[r].reset(); });
-  }
+  ~CudaBackend() override { teardown(); }
 
   BackendInfo info() const override {
     const CudaRank& r0 = *ranks_[0];
@@ -108,24 +92,67 @@ class CudaBackend final : public Backend {
     if (hang) std::fprintf(stderr, "pagoda: PAGODA_TP_FAULT: rank %d stops taking part at step %lld\n", last, static_cast<long long>(steps_));
     steps_++;
     if (watchdog_) watchdog_->arm("a tensor-parallel step");
-    threads_->run([&](int r) {
+    // The step was checked before any rank started.
+    collectively([&](int r) {
       if (hang && r == last) return;
-      if (ranks_.size() == 1) {
-        ranks_[r]->run(in, plan_, &out);
-        return;
-      }
-      // The step was checked before any rank started: a failure now leaves the other ranks waiting in
-      // a collective that will never complete, so it ends the process like a failed collective.
-      try {
-        ranks_[r]->run(in, plan_, r == 0 ? &out : nullptr);
-      } catch (const std::exception& e) {
-        collective_failed("rank " + std::to_string(r) + ": " + e.what());
-      }
+      ranks_[r]->run(in, plan_, r == 0 ? &out : nullptr);
     });
     if (watchdog_) watchdog_->disarm();
   }
 
  private:
+  void load(const ModelConfig& cfg, const WeightStore& w, const EngineOptions& opt, int world) {
+    // Every rank loads its shard on its own thread, all at once.
+    threads_->run([&](int r) {
+      check(cudaSetDevice(r), "cudaSetDevice");
+      ranks_[r] = std::make_unique<CudaRank>(cfg, w, opt, shard_for(cfg, world, r), nccl_ ? nccl_->comm(r) : nullptr);
+    });
+    if (nccl_) {
+      // NCCL allocates its buffers at the first collective: make that happen before free memory is
+      // measured for the KV cache.
+      watchdog_->arm("connecting the GPUs");
+      collectively([&](int r) { ranks_[r]->connect(); });
+      watchdog_->disarm();
+    }
+    // One block count for all: each rank holds its share of every block.
+    int64_t blocks = opt.num_blocks;
+    if (blocks <= 0) {
+      std::vector<int64_t> fit(world);
+      threads_->run([&](int r) { fit[r] = ranks_[r]->kv_blocks_that_fit(); });
+      blocks = *std::min_element(fit.begin(), fit.end());
+    }
+    const int num_blocks = static_cast<int>(std::min<int64_t>(blocks, 1 << 30));
+    threads_->run([&](int r) { ranks_[r]->allocate_kv_cache(num_blocks); });
+    if (opt.enable_cuda_graphs) {
+      // Warm-up passes inside capture_graphs run real collectives: allow for cuBLAS's first calls.
+      if (watchdog_) watchdog_->arm("CUDA graph capture", std::max(300.0, watchdog_->timeout_s()));
+      collectively([&](int r) { ranks_[r]->capture_graphs(); });
+      if (watchdog_) watchdog_->disarm();
+    }
+  }
+
+  // Runs a job that takes part in collectives on every rank. With several ranks, one that fails leaves
+  // the others waiting in a collective that will never complete: that ends the process like a failed
+  // collective, with this rank's error, instead of a hang.
+  void collectively(const std::function<void(int)>& job) {
+    if (ranks_.size() == 1) {
+      threads_->run(job);
+      return;
+    }
+    threads_->run([&](int r) {
+      try {
+        job(r);
+      } catch (const std::exception& e) {
+        collective_failed("rank " + std::to_string(r) + ": " + e.what());
+      }
+    });
+  }
+
+  // Each rank is torn down on the thread that owns its device.
+  void teardown() {
+    if (threads_) threads_->run([&](int r) { ranks_[r].reset(); });
+  }
+
   ModelConfig cfg_;
   std::unique_ptr<NcclGroup> nccl_;
   std::unique_ptr<CollectiveWatchdog> watchdog_;

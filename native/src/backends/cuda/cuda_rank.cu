@@ -165,9 +165,7 @@ void CudaRank::load_weights(const WeightStore& w) {
     return w.read_bf16(name, {n, k}, 0, n, c0, count);
   };
   // Bias vectors: this rank's entries.
-  auto part = [&](std::vector<float> full, int64_t first, int64_t count) {
-    return shard_.world > 1 ? take_rows(full, 1, first, count) : full;
-  };
+  auto part = [](const std::vector<float>& full, int64_t first, int64_t count) { return take_rows(full, 1, first, count); };
   // The embedding is replicated (every rank starts from the token's row); the LM head is rank 0's.
   embed_ = upload_bits(rows("embed.weight", V, H, 0, V));
   weight_bytes_ += embed_.bytes();
@@ -273,6 +271,11 @@ void CudaRank::size_workspace() {
   s_host_i_ = PinnedArray<int32_t>(4 * static_cast<int64_t>(R));
   out_dev_ = DeviceArray<int32_t>(2 * static_cast<int64_t>(R) * (1 + kMaxTopLogprobs));
   out_host_ = PinnedArray<int32_t>(2 * static_cast<int64_t>(R) * (1 + kMaxTopLogprobs));
+}
+
+void CudaRank::connect() {
+  all_reduce_projection(1);
+  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(connect)");
 }
 
 int64_t CudaRank::kv_blocks_that_fit() const {

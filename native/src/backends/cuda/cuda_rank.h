@@ -61,6 +61,8 @@ class CudaRank {
   CudaRank(const CudaRank&) = delete;
   CudaRank& operator=(const CudaRank&) = delete;
 
+  // One small all-reduce, waited for: NCCL sets up its connections and buffers (tensor parallelism).
+  void connect();
   // KV blocks that fit in this GPU's share of memory now (weights and workspace already taken).
   int64_t kv_blocks_that_fit() const;
   void allocate_kv_cache(int num_blocks);
