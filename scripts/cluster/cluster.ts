@@ -262,10 +262,11 @@ async function launch(tools: ToolPaths, opts: ClusterOptions): Promise<ClusterSt
 
   log('starting etcd');
   start(state, 'etcd');
+  writeState(state); // from here on, cluster:down can clean up a half-started cluster (pid 0: not started)
   await waitReady(state, 'etcd');
   log('starting kube-apiserver');
   start(state, 'kube-apiserver');
-  writeState(state); // from here on, cluster:down can clean up a half-started cluster
+  writeState(state);
   await waitReady(state, 'kube-apiserver');
 
   // The apiserver wrote its self-signed serving certificate and CA into --cert-dir; clients trust that.

@@ -38,6 +38,7 @@ export function startDetached(
 }
 
 export function isAlive(pid: number): boolean {
+  if (!(pid > 0)) return false; // 0 is "not started" (and kill(0) would signal our own process group)
   try {
     process.kill(pid, 0);
     return true;

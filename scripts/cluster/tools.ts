@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cacheRoot } from './cache.ts';
+import { cacheDir } from '../../runtime/src/model/default-model.ts';
+import { isAlive } from './processes.ts';
 import { TOOL_GROUPS, type ToolGroup } from './versions.ts';
 
 const GO_DIR = join(import.meta.dirname, 'go');
@@ -29,11 +30,11 @@ function groupDir(group: ToolGroup): string {
   const hash = createHash('sha256');
   for (const file of ['go.mod', 'go.sum']) hash.update(readFileSync(join(GO_DIR, group.module, file)));
   hash.update(JSON.stringify(group.versionVars));
-  return join(cacheRoot(), 'cluster-bin', `${group.module}-${group.version}-${hash.digest('hex').slice(0, 10)}`);
+  return join(cacheDir(), 'cluster-bin', `${group.module}-${group.version}-${hash.digest('hex').slice(0, 10)}`);
 }
 
 function goEnv(): NodeJS.ProcessEnv {
-  const root = cacheRoot();
+  const root = cacheDir();
   return {
     ...process.env,
     GOMODCACHE: join(root, 'go', 'mod'),
@@ -48,7 +49,7 @@ function checkGo(): void {
   if (r.error || r.status !== 0) {
     throw new Error(
       'building the local control plane needs Go >= 1.26 on PATH (https://go.dev/dl); the binaries are then cached under ' +
-        join(cacheRoot(), 'cluster-bin'),
+        join(cacheDir(), 'cluster-bin'),
     );
   }
 }
@@ -62,7 +63,12 @@ export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T
       writeFileSync(join(path, 'pid'), String(process.pid));
       break;
     } catch {
-      const holder = Number(readFileSync(join(path, 'pid'), { encoding: 'utf8', flag: 'a+' }) || 0);
+      let holder: number;
+      try {
+        holder = Number(readFileSync(join(path, 'pid'), { encoding: 'utf8', flag: 'a+' }) || 0);
+      } catch {
+        continue; // released between our mkdir and this read: try again
+      }
       if (holder > 0 && !isAlive(holder)) rmSync(path, { recursive: true, force: true });
       else await sleep(2000);
     }
@@ -71,15 +77,6 @@ export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T
     return await fn();
   } finally {
     rmSync(path, { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

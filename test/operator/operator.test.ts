@@ -286,7 +286,11 @@ describe('refusals and shortages', () => {
       expect(cr.status?.plan?.tensorParallelSize).toBe(2);
       expect(condition(cr, 'Degraded')?.message).toContain('Insufficient nvidia.com/gpu');
       expect(condition(cr, 'Ready')).toMatchObject({ status: 'False', reason: 'InsufficientGPUs' });
-      const pods = await podsOf('short');
+      // The condition can be set while kwok is still starting the two pods that did fit.
+      const pods = await eventually('2 pods Running, 1 Pending', async () => {
+        const now = await podsOf('short');
+        return now.filter((p) => p.status.phase === 'Running').length === 2 ? now : undefined;
+      });
       expect(pods.filter((p) => p.status.phase === 'Pending')).toHaveLength(1);
       expect(pods.filter((p) => p.status.phase === 'Running')).toHaveLength(2);
 

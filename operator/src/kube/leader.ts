@@ -127,11 +127,14 @@ export class LeaderElector {
   }
 
   private async tryAcquireOrRenew(): Promise<Outcome> {
+    // Each Lease call is bounded so an attempt (a read, then a write) ends within renewDeadline: a leader
+    // cut off from the API server must find out in time to step down before a standby may take over.
+    const timeoutMs = Math.max(1000, Math.floor(this.o.renewDeadlineMs / 2));
     const now = new Date();
     const durationSeconds = Math.ceil(this.o.leaseDurationMs / 1000);
     let lease: Lease;
     try {
-      lease = await this.o.client.get<Lease>(this.leasePath());
+      lease = await this.o.client.request<Lease>('GET', this.leasePath(), { timeoutMs });
       this.answered = true;
     } catch (e) {
       if (!isNotFound(e)) throw e;
@@ -149,7 +152,10 @@ export class LeaderElector {
         },
       };
       try {
-        this.current = await this.o.client.create<Lease>(collectionPath(RESOURCES.lease, this.o.namespace), fresh);
+        this.current = await this.o.client.request<Lease>('POST', collectionPath(RESOURCES.lease, this.o.namespace), {
+          body: fresh,
+          timeoutMs,
+        });
         return 'held';
       } catch (err) {
         if (isConflict(err)) return 'failed'; // another candidate created it first
@@ -177,7 +183,7 @@ export class LeaderElector {
       },
     };
     try {
-      this.current = await this.o.client.replace<Lease>(this.leasePath(), updated);
+      this.current = await this.o.client.request<Lease>('PUT', this.leasePath(), { body: updated, timeoutMs });
       return 'held';
     } catch (e) {
       if (isConflict(e)) return 'failed';

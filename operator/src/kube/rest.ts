@@ -5,6 +5,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { GROUP, PLURAL, VERSION } from '../api/types.ts';
 import { type Connection, loadConnection } from './kubeconfig.ts';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -42,7 +43,6 @@ export const RESOURCES = {
   node: { group: '', version: 'v1', plural: 'nodes', namespaced: false },
   namespace: { group: '', version: 'v1', plural: 'namespaces', namespaced: false },
   event: { group: '', version: 'v1', plural: 'events', namespaced: true },
-  secret: { group: '', version: 'v1', plural: 'secrets', namespaced: true },
   podDisruptionBudget: { group: 'policy', version: 'v1', plural: 'poddisruptionbudgets', namespaced: true },
   horizontalPodAutoscaler: {
     group: 'autoscaling',
@@ -52,12 +52,7 @@ export const RESOURCES = {
   },
   lease: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true },
   crd: { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', namespaced: false },
-  inferenceDeployment: {
-    group: 'inference.pagoda.dev',
-    version: 'v1alpha1',
-    plural: 'inferencedeployments',
-    namespaced: true,
-  },
+  inferenceDeployment: { group: GROUP, version: VERSION, plural: PLURAL, namespaced: true },
 } as const satisfies Record<string, Resource>;
 
 export function collectionPath(r: Resource, namespace?: string): string {
