@@ -33,11 +33,8 @@ export function trimDeployment<T extends Named>(obj: T): T {
   return { apiVersion: o.apiVersion, kind: o.kind, metadata: meta(o.metadata), status: o.status } as unknown as T;
 }
 
-/** HorizontalPodAutoscalers: metadata and status (status.autoscaling mirrors it in hpa mode). */
-export function trimHorizontalPodAutoscaler<T extends Named>(obj: T): T {
-  const o = obj as unknown as Loose;
-  return { apiVersion: o.apiVersion, kind: o.kind, metadata: meta(o.metadata), status: o.status } as unknown as T;
-}
+/** HorizontalPodAutoscalers: metadata and status too (status.autoscaling mirrors it in hpa mode). */
+export const trimHorizontalPodAutoscaler = trimDeployment;
 
 /** Services and PodDisruptionBudgets: only whether they exist and who controls them. */
 export function trimToMetadata<T extends Named>(obj: T): T {

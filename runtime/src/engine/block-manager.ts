@@ -151,13 +151,14 @@ export class BlockManager {
   cacheComputedBlocks(seq: Sequence, numComputed = seq.numComputed): void {
     if (!this.enablePrefixCaching) return;
     const full = Math.floor(numComputed / this.blockSize);
-    let prev = '';
-    for (let b = 0; b < full; b++) {
+    // The hashed blocks of a sequence are a prefix of its table (hashed in order here or shared from the
+    // cache in order, and never evicted while held): start after the last one — O(1) on a decode step
+    // instead of a walk over the whole table.
+    let first = full;
+    while (first > 0 && !this.blocks[seq.blockTable[first - 1]!]!.hash) first--;
+    let prev = first > 0 ? this.blocks[seq.blockTable[first - 1]!]!.hash : '';
+    for (let b = first; b < full; b++) {
       const blk = this.blocks[seq.blockTable[b]!]!;
-      if (blk.hash) {
-        prev = blk.hash;
-        continue;
-      }
       const chunk = seq.tokens.slice(b * this.blockSize, (b + 1) * this.blockSize);
       prev = chainHash(prev, chunk);
       blk.hash = prev;

@@ -39,7 +39,9 @@ function describeUnion(union: SchemaError, all: readonly SchemaError[]): Describ
   for (const e of all) {
     if (e === union || !e.schemaPath.startsWith(prefix)) continue;
     const branch = e.schemaPath.slice(prefix.length).split('/')[0]!;
-    branches.set(branch, [...(branches.get(branch) ?? []), e]);
+    const list = branches.get(branch);
+    if (list) list.push(e);
+    else branches.set(branch, [e]);
   }
   const at = union.instancePath;
   const isTypeError = (e: SchemaError) => e.keyword === 'type' || e.keyword === 'const';
@@ -53,7 +55,7 @@ function describeUnion(union: SchemaError, all: readonly SchemaError[]): Describ
     const best = candidates[0]!;
     const inner = [...best].reverse().find((e) => e.keyword === 'anyOf');
     if (inner) return describeUnion(inner, best);
-    return phrase(best.sort((a, b) => b.instancePath.length - a.instancePath.length)[0]!);
+    return phrase([...best].sort((a, b) => b.instancePath.length - a.instancePath.length)[0]!);
   }
   const scope = [...branches.values()].flat();
   const types = [...new Set(scope.filter((e) => e.keyword === 'type').map((e) => String(e.params?.type)))];
