@@ -1,5 +1,5 @@
 /**
- * `npm run bench:offline -- --model DIR [--workload FILE] [--rounds N] [--tensor-parallel-size N] [--latency]`:
+ * `npm run bench:offline -- --model DIR [--workload FILE] [--rounds N] [--tensor-parallel-size N] [--max-model-len N] [--latency]`:
  * offline throughput on the
  * nano-vllm benchmark workload (256 requests, prompt and output lengths uniform in [100, 1024],
  * temperature 0.6, ignore_eos): output tokens / wall time of the whole batch, prefill included — as
@@ -30,6 +30,7 @@ const { values } = parseArgs({
     limit: { type: 'string' },
     'tensor-parallel-size': { type: 'string', default: '1' },
     'gpu-memory-utilization': { type: 'string', default: '0.9' },
+    'max-model-len': { type: 'string', default: '4096' },
     latency: { type: 'boolean', default: false },
   },
 });
@@ -55,7 +56,7 @@ const cfg = parseServeArgs(
     '--max-num-batched-tokens',
     values['max-num-batched-tokens']!,
     '--max-model-len',
-    '4096',
+    values['max-model-len']!,
     '--tensor-parallel-size',
     values['tensor-parallel-size']!,
     '--gpu-memory-utilization',

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:tp -- --model DIR [--sizes 1,2] [--rounds 1] [--workload FILE]`: the same model at each
+ * `npm run bench:tp -- --model DIR [--sizes 1,2] [--rounds 1] [--workload FILE] [--max-model-len N]`: the same model at each
  * tensor-parallel size, one after another in one run: batch-1 decode latency and offline throughput on
  * the nano-vllm workload (bench:offline --latency in a child process per size, so each starts with
  * clean GPUs), then each figure as a ratio to TP=1.
@@ -16,6 +16,7 @@ const { values } = parseArgs({
     sizes: { type: 'string', default: '1,2' },
     rounds: { type: 'string', default: '1' },
     workload: { type: 'string' },
+    'max-model-len': { type: 'string' },
   },
 });
 if (!values.model) throw new Error('--model DIR is required');
@@ -31,6 +32,7 @@ function runOne(tp: number): Promise<Result> {
   const args = [join(here, 'offline.ts'), '--model', values.model!, '--tensor-parallel-size', String(tp), '--latency'];
   args.push('--rounds', values.rounds!);
   if (values.workload) args.push('--workload', values.workload);
+  if (values['max-model-len']) args.push('--max-model-len', values['max-model-len']);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';

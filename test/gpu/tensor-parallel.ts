@@ -8,10 +8,12 @@
  *     timeout (PAGODA_TP_FAULT=hang@K, PAGODA_TP_TIMEOUT_S).
  * Prints one line per check; exits non-zero if any fails.
  * Usage: node test/gpu/tensor-parallel.ts MODELS_DIR [N]
+ *        node test/gpu/tensor-parallel.ts --model DIR [N]   only the TP=N vs TP=1 comparison, on one model
+ *                                                             (e.g. Qwen3-8B shapes from make_random_model.py)
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { parseServeArgs } from '../../runtime/src/config.ts';
 import { defaultSamplingParams } from '../../runtime/src/engine/sampling-params.ts';
 import { loadModel } from '../../runtime/src/model/load.ts';
@@ -65,9 +67,26 @@ async function teacherLogits(dir: string, tp: number, seqs: number[][]): Promise
   return out;
 }
 
+/** Models made by make_models.py carry their prompts in reference.json; others get these, tokenized. */
+const FALLBACK_PROMPTS = [
+  'The capital of France is',
+  'Write a haiku about the sea.',
+  'def fibonacci(n):',
+  'In 1969, the first humans to walk on the Moon were',
+];
+
+function promptsOf(dir: string): number[][] {
+  const refFile = join(dir, 'reference.json');
+  if (existsSync(refFile)) {
+    const ref = JSON.parse(readFileSync(refFile, 'utf8')) as { greedy: { prompt: number[] }[] };
+    return ref.greedy.map((g) => g.prompt);
+  }
+  const { tokenizer } = loadModel(dir);
+  return FALLBACK_PROMPTS.map((text) => tokenizer.encode(text));
+}
+
 async function versusOneGpu(dir: string, name: string, tp: number) {
-  const ref = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8')) as { greedy: { prompt: number[] }[] };
-  const prompts = ref.greedy.map((g) => g.prompt);
+  const prompts = promptsOf(dir);
   const one = await greedy(dir, 1, prompts);
   const many = await greedy(dir, tp, prompts);
   const seqs = prompts.map((p, i) => [...p, ...one[i]!]);
@@ -173,13 +192,20 @@ async function hungRank(dir: string, tp: number) {
   );
 }
 
-const dir = process.argv[2];
-if (!dir) throw new Error('usage: tensor-parallel.ts MODELS_DIR [N]');
-const tp = Number(process.argv[3] ?? 2);
-const gpus = nativeModule().gpuCount?.() ?? 0;
-await versusOneGpu(join(dir, 'qwen3-0.6b'), 'Qwen3-0.6B shapes', tp);
-await versusOneGpu(join(dir, 'llama-1b'), 'Llama-3.2-1B shapes', tp);
-await refusals(join(dir, 'qwen3-small'), join(dir, 'odd-heads'), gpus);
-await hungRank(join(dir, 'qwen3-0.6b'), tp);
+const args = process.argv.slice(2);
+const single = args[0] === '--model';
+if (single) args.shift();
+const dir = args[0];
+if (!dir) throw new Error('usage: tensor-parallel.ts MODELS_DIR [N] | --model DIR [N]');
+const tp = Number(args[1] ?? 2);
+if (single) {
+  await versusOneGpu(dir, basename(dir), tp);
+} else {
+  const gpus = nativeModule().gpuCount?.() ?? 0;
+  await versusOneGpu(join(dir, 'qwen3-0.6b'), 'Qwen3-0.6B shapes', tp);
+  await versusOneGpu(join(dir, 'llama-1b'), 'Llama-3.2-1B shapes', tp);
+  await refusals(join(dir, 'qwen3-small'), join(dir, 'odd-heads'), gpus);
+  await hungRank(join(dir, 'qwen3-0.6b'), tp);
+}
 console.log(`tensor-parallel checks: ${failures === 0 ? 'all passed' : `${failures} failed`}`);
 process.exitCode = failures === 0 ? 0 : 1;
