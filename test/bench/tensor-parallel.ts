@@ -1,8 +1,10 @@
 /**
- * `npm run bench:tp -- --model DIR [--sizes 1,2] [--rounds 1] [--workload FILE] [--max-model-len N]`: the same model at each
- * tensor-parallel size, one after another in one run: batch-1 decode latency and offline throughput on
- * the nano-vllm workload (bench:offline --latency in a child process per size, so each starts with
- * clean GPUs), then each figure as a ratio to TP=1.
+ * `npm run bench:tp -- --model DIR [--sizes 1,2] [--all-reduce auto,nccl] [--rounds 1] [--workload FILE] [--max-model-len N]`:
+ * the same model at each tensor-parallel size, one after another in one run: batch-1 decode latency and
+ * offline throughput on the nano-vllm workload (bench:offline --latency in a child process per size, so
+ * each starts with clean GPUs), then each figure as a ratio to TP=1. `--all-reduce` runs each size > 1
+ * once per all-reduce mode (PAGODA_TP_ALL_REDUCE: auto = one-shot peer-to-peer for small tensors, nccl =
+ * NCCL only), to compare them in the same run.
  */
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -17,47 +19,55 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '1' },
     workload: { type: 'string' },
     'max-model-len': { type: 'string' },
+    'all-reduce': { type: 'string', default: 'auto' },
   },
 });
 if (!values.model) throw new Error('--model DIR is required');
 
 interface Result {
   tp: number;
+  mode: string;
   readySeconds: number;
   latencyMs: number;
   tokPerSec: number[];
 }
 
-function runOne(tp: number): Promise<Result> {
+function runOne(tp: number, mode: string): Promise<Result> {
+  const label = tp > 1 ? `TP=${tp} ${mode}` : 'TP=1';
   const args = [join(here, 'offline.ts'), '--model', values.model!, '--tensor-parallel-size', String(tp), '--latency'];
   args.push('--rounds', values.rounds!);
   if (values.workload) args.push('--workload', values.workload);
   if (values['max-model-len']) args.push('--max-model-len', values['max-model-len']);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, PAGODA_TP_ALL_REDUCE: mode },
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
-      process.stdout.write(d.toString().replace(/^(?=.)/gm, `[TP=${tp}] `));
+      process.stdout.write(d.toString().replace(/^(?=.)/gm, `[${label}] `));
     });
     child.on('exit', (code) => {
       const line = out.split('\n').find((l) => l.startsWith('RESULT '));
-      if (code !== 0 || !line) reject(new Error(`bench:offline at TP=${tp} failed (exit ${code})`));
-      else resolve(JSON.parse(line.slice(7)) as Result);
+      if (code !== 0 || !line) reject(new Error(`bench:offline at ${label} failed (exit ${code})`));
+      else resolve({ ...(JSON.parse(line.slice(7)) as Omit<Result, 'mode'>), mode: tp > 1 ? mode : '' });
     });
   });
 }
 
 const results: Result[] = [];
-for (const tp of values.sizes!.split(',').map(Number)) results.push(await runOne(tp));
+const modes = values['all-reduce']!.split(',');
+for (const tp of values.sizes!.split(',').map(Number))
+  for (const mode of tp > 1 ? modes : modes.slice(0, 1)) results.push(await runOne(tp, mode));
 const base = results.find((r) => r.tp === 1);
 const best = (r: Result) => Math.max(...r.tokPerSec);
-console.log('\nTP  ready (s)  batch-1 ms/token  vs TP=1   throughput tok/s  vs TP=1');
+console.log('\nTP          ready (s)  batch-1 ms/token  vs TP=1   throughput tok/s  vs TP=1');
 for (const r of results) {
   const lat = base ? (r.latencyMs / base.latencyMs).toFixed(3) : '-';
   const thr = base ? (best(r) / best(base)).toFixed(3) : '-';
   console.log(
-    `${String(r.tp).padEnd(4)}${r.readySeconds.toFixed(2).padStart(9)}  ${r.latencyMs.toFixed(3).padStart(16)}  ${lat.padStart(7)}` +
+    `${`${r.tp} ${r.mode}`.padEnd(12)}${r.readySeconds.toFixed(2).padStart(9)}  ${r.latencyMs.toFixed(3).padStart(16)}  ${lat.padStart(7)}` +
       `  ${best(r).toFixed(0).padStart(16)}  ${thr.padStart(7)}`,
   );
 }

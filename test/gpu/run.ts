@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadNative } from '../../runtime/src/native/index.ts';
 import { FIXTURES, ROOT } from '../helpers/fixtures.ts';
-import { buildKernelProgram, hasGpu } from './toolchain.ts';
+import { buildKernelProgram, hasGpu, ncclArgs } from './toolchain.ts';
 
 if (!hasGpu()) {
   const skip = process.argv.includes('--skip-if-no-gpu');
@@ -53,6 +53,7 @@ run('HTTP server on the CUDA backend', process.execPath, [
 ]);
 const gpus = loadNative().gpuCount?.() ?? 0;
 if (gpus >= 2) {
+  run('one-shot all-reduce (peer-to-peer) on every GPU', buildKernelProgram('all_reduce', ncclArgs()), []);
   run('tensor parallelism: TP=2 vs TP=1, refusals, watchdog', process.execPath, [
     join(ROOT, 'test', 'gpu', 'tensor-parallel.ts'),
     models,

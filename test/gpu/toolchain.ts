@@ -28,6 +28,27 @@ export function buildKernelProgram(name: string, extraArgs: string[] = []): stri
   return out;
 }
 
+/**
+ * nvcc arguments for a program that uses NCCL: $NCCL_ROOT, else the nvidia-nccl wheel that python3 has
+ * (as on GPU machines with PyTorch), else the pinned CUDA toolchain's. The wheel ships libnccl.so.2 only.
+ */
+export function ncclArgs(): string[] {
+  let root = process.env.NCCL_ROOT;
+  if (!root) {
+    const py = spawnSync(
+      process.env.PAGODA_PYTHON ?? 'python3',
+      ['-c', 'import nvidia.nccl as m; print(list(m.__path__)[0])'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    if (py.status === 0) root = py.stdout.trim();
+  }
+  root ??= ensureCudaToolchain().ncclRoot;
+  const lib = join(root, 'lib');
+  return ['-I', join(root, 'include'), '-L', lib, '-l:libnccl.so.2', '-Xlinker', `-rpath=${lib}`];
+}
+
 export function hasGpu(): boolean {
   return spawnSync('nvidia-smi', ['-L'], { stdio: 'ignore' }).status === 0;
 }

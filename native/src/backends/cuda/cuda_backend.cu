@@ -15,6 +15,7 @@
 #include "backends/cuda/cuda_rank.h"
 #include "backends/cuda/device_memory.h"
 #include "backends/cuda/nccl_group.h"
+#include "backends/cuda/peer_all_reduce.h"
 #include "backends/cuda/rank_threads.h"
 #include "backends/cuda/shard.h"
 #include "engine/errors.h"
@@ -71,7 +72,7 @@ class CudaBackend final : public Backend {
     BackendInfo i;
     const int world = static_cast<int>(ranks_.size());
     i.device = "cuda (" + (world > 1 ? std::to_string(world) + " x " : std::string()) + r0.device_name() + ", " +
-               std::to_string(r0.num_graphs()) + " decode graphs" + (world > 1 ? ", tensor parallel" : "") + ")";
+               std::to_string(r0.num_graphs()) + " decode graphs" + (world > 1 ? ", tensor parallel, " + all_reduce_ : "") + ")";
     i.num_blocks = r0.num_blocks();
     i.block_size = r0.block_size();
     for (const auto& r : ranks_) {
@@ -107,6 +108,23 @@ class CudaBackend final : public Backend {
       check(cudaSetDevice(r), "cudaSetDevice");
       ranks_[r] = std::make_unique<CudaRank>(cfg, w, opt, shard_for(cfg, world, r), nccl_ ? nccl_->comm(r) : nullptr);
     });
+    if (nccl_ && one_shot_all_reduce_available(world)) {
+      std::vector<PeerAllReduce*> peers(world);
+      threads_->run([&](int r) {
+        enable_peer_access(r, world);
+        peers[r] = &ranks_[r]->start_peer_all_reduce();
+      });
+      std::vector<float*> staging;
+      std::vector<uint64_t*> flags;
+      for (PeerAllReduce* p : peers) {
+        staging.push_back(p->staging());
+        flags.push_back(p->flags());
+      }
+      for (PeerAllReduce* p : peers) p->join(staging, flags);
+      all_reduce_ = "one-shot all-reduce up to " + std::to_string(kOneShotMaxBytes >> 20) + " MiB, NCCL above";
+    } else if (nccl_) {
+      all_reduce_ = "NCCL all-reduce";
+    }
     if (nccl_) {
       // NCCL allocates its buffers at the first collective: make that happen before free memory is
       // measured for the KV cache.
@@ -160,6 +178,7 @@ class CudaBackend final : public Backend {
   std::vector<std::unique_ptr<CudaRank>> ranks_;
   StepPlan plan_;
   int64_t steps_ = 0, hang_at_ = -1;
+  std::string all_reduce_;  // how the ranks' partial sums are added (tensor parallelism)
 };
 
 }  // namespace

@@ -273,7 +273,13 @@ void CudaRank::size_workspace() {
   out_host_ = PinnedArray<int32_t>(2 * static_cast<int64_t>(R) * (1 + kMaxTopLogprobs));
 }
 
+PeerAllReduce& CudaRank::start_peer_all_reduce() {
+  peer_ = std::make_unique<PeerAllReduce>(shard_.rank, shard_.world);
+  return *peer_;
+}
+
 void CudaRank::connect() {
+  nccl_all_reduce(proj_.get(), cfg_.hidden_size);
   all_reduce_projection(1);
   check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(connect)");
 }
@@ -392,11 +398,18 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
   linear(cublas_, hl_.get(), R, lm_head_.w, logits_.get(), true);
 }
 
-// Sums the row-parallel projection of every rank, in place (float32), on this rank's stream.
+// Sums the row-parallel projection of every rank, in place (float32), on this rank's stream: in one
+// peer-to-peer kernel when it is small enough (decode steps), else through NCCL. Every rank takes the
+// same path for the same T.
 void CudaRank::all_reduce_projection(int T) {
   if (comm_ == nullptr) return;
-  check_nccl(ncclAllReduce(proj_.get(), proj_.get(), static_cast<size_t>(T) * cfg_.hidden_size, ncclFloat32, ncclSum, comm_, stream_),
-             "ncclAllReduce");
+  const int64_t n = static_cast<int64_t>(T) * cfg_.hidden_size;
+  if (peer_ && peer_->fits(n)) peer_->run(proj_.get(), n, stream_);
+  else nccl_all_reduce(proj_.get(), n);
+}
+
+void CudaRank::nccl_all_reduce(float* data, int64_t n) {
+  check_nccl(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_, stream_), "ncclAllReduce");
 }
 
 void* CudaRank::proj() const { return proj_f32_ ? static_cast<void*>(proj_.get()) : static_cast<void*>(proj_bf16_.get()); }

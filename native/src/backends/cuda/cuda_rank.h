@@ -9,11 +9,13 @@
 #include <nccl.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "backends/cuda/device_memory.h"
 #include "backends/cuda/linear.h"
+#include "backends/cuda/peer_all_reduce.h"
 #include "backends/cuda/shard.h"
 #include "engine/backend.h"
 
@@ -61,7 +63,10 @@ class CudaRank {
   CudaRank(const CudaRank&) = delete;
   CudaRank& operator=(const CudaRank&) = delete;
 
-  // One small all-reduce, waited for: NCCL sets up its connections and buffers (tensor parallelism).
+  // This GPU's side of the one-shot all-reduce; the caller joins every rank's before the first step.
+  PeerAllReduce& start_peer_all_reduce();
+  // One small all-reduce of each kind, waited for: NCCL sets up its connections and buffers
+  // (tensor parallelism), and the peer-to-peer path is exercised before it is trusted with a step.
   void connect();
   // KV blocks that fit in this GPU's share of memory now (weights and workspace already taken).
   int64_t kv_blocks_that_fit() const;
@@ -89,6 +94,7 @@ class CudaRank {
   void upload_inputs(const StepInput& in, const StepPlan& plan, int bucket);
   void forward(int T, int E, bool identity_entries, int NT, int R, int splits);
   void all_reduce_projection(int T);
+  void nccl_all_reduce(float* data, int64_t n);
   void* proj() const;
   void add_norm(bool first, const bf16* weight, bf16* out, const int32_t* rows, int n);
   void sample(const StepInput& in, StepOutput& out, int R);
@@ -98,6 +104,7 @@ class CudaRank {
   Shard shard_;
   EngineOptions opt_;
   ncclComm_t comm_ = nullptr;
+  std::unique_ptr<PeerAllReduce> peer_;  // null: every all-reduce through NCCL
   bool computes_logits_ = true;
   std::string device_name_;
   int num_sms_ = 0, resident_ctas_ = 1;

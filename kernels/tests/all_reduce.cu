@@ -1,0 +1,228 @@
+// The one-shot all-reduce (all_reduce.cuh) on every visible GPU (at least 2), checked and timed
+// against NCCL in the same run.
+//   check:  sizes from 4 elements to the capacity; 500 back-to-back calls with no host sync between
+//           them, each call's inputs made on the device from its index and each result checked there
+//           (exact: small integers in float32), so a call that overtakes or lags a peer shows.
+//   --bench: then microseconds per all-reduce of float32 tensors, 8 KiB .. 8 MiB: NCCL eager, NCCL in a
+//           CUDA graph, one-shot in a CUDA graph (graphs of 20 back-to-back all-reduces, median replay).
+// Exit status 1 if any result is wrong.
+#include <nccl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "all_reduce.cuh"
+
+using namespace pagoda::kernels;
+
+#define NCCL_CHECK(call)                                                                  \
+  do {                                                                                    \
+    ncclResult_t r_ = (call);                                                             \
+    if (r_ != ncclSuccess) {                                                              \
+      std::fprintf(stderr, "%s: %s\n", #call, ncclGetErrorString(r_));                    \
+      std::exit(1);                                                                       \
+    }                                                                                     \
+  } while (0)
+
+constexpr int64_t kCapacity = (8LL << 20) / 4;  // elements per half of a staging buffer, as the engine
+
+// Input of rank r for call c, element i: small integers, so every sum is exact in float32.
+__device__ __forceinline__ float input_value(int r, int c, int64_t i) { return static_cast<float>((r + 1) * (1 + (c % 13)) + (i % 7)); }
+
+__global__ void fill(float* x, int64_t n, int r, const int* call) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<int64_t>(blockDim.x))
+    x[i] = input_value(r, *call, i);
+}
+
+// Compares with the exact sum, counts mismatches, and moves to the next call index.
+__global__ void verify(const float* x, int64_t n, int world, int* call, unsigned long long* errors) {
+  const int c = *call;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<int64_t>(blockDim.x)) {
+    float want = 0;
+    for (int r = 0; r < world; r++) want += input_value(r, c, i);
+    if (x[i] != want) atomicAdd(errors, 1ULL);
+  }
+}
+
+__global__ void next_call(int* call) { *call += 1; }
+
+struct Rank {
+  int dev;
+  cudaStream_t stream;
+  ncclComm_t comm;
+  float *data, *staging;
+  uint64_t *flags, *epochs;
+  int* call;
+  unsigned long long* errors;
+  OneShotAllReduceParams params;
+};
+
+void on_all(std::vector<Rank>& ranks, const std::function<void(Rank&)>& job) {
+  std::vector<std::thread> ts;
+  for (auto& r : ranks)
+    ts.emplace_back([&r, &job] {
+      PAGODA_CUDA_CHECK(cudaSetDevice(r.dev));
+      job(r);
+    });
+  for (auto& t : ts) t.join();
+}
+
+OneShotAllReduceParams params_for(const std::vector<Rank>& ranks, int rank, int64_t n) {
+  OneShotAllReduceParams p{};
+  p.data = ranks[rank].data;
+  for (size_t r = 0; r < ranks.size(); r++) {
+    p.staging[r] = ranks[r].staging;
+    p.flags[r] = ranks[r].flags;
+  }
+  p.epochs = ranks[rank].epochs;
+  p.n = n;
+  p.capacity = kCapacity;
+  p.rank = rank;
+  p.world = static_cast<int>(ranks.size());
+  return p;
+}
+
+bool check(std::vector<Rank>& ranks) {
+  const int world = static_cast<int>(ranks.size());
+  bool ok = true;
+  const int64_t sizes[] = {4, 1024, 4096, 4096 * 3, 5120 * 7, 4096 * 64, 5120 * 256, kCapacity};
+  for (int64_t n : sizes) {
+    const int calls = n >= (1 << 20) ? 50 : 500;
+    on_all(ranks, [&](Rank& r) {
+      PAGODA_CUDA_CHECK(cudaMemsetAsync(r.call, 0, sizeof(int), r.stream));
+      PAGODA_CUDA_CHECK(cudaMemsetAsync(r.errors, 0, sizeof(unsigned long long), r.stream));
+      const OneShotAllReduceParams p = params_for(ranks, r.dev, n);
+      for (int c = 0; c < calls; c++) {
+        fill<<<132, 256, 0, r.stream>>>(r.data, n, r.dev, r.call);
+        launch_one_shot_all_reduce(p, r.stream);
+        verify<<<132, 256, 0, r.stream>>>(r.data, n, world, r.call, r.errors);
+        next_call<<<1, 1, 0, r.stream>>>(r.call);
+      }
+      PAGODA_CUDA_CHECK(cudaStreamSynchronize(r.stream));
+    });
+    for (auto& r : ranks) {
+      unsigned long long errors = 0;
+      PAGODA_CUDA_CHECK(cudaMemcpy(&errors, r.errors, sizeof errors, cudaMemcpyDeviceToHost));
+      const bool good = errors == 0;
+      ok = ok && good;
+      if (!good || r.dev == 0)
+        std::printf("%s  one-shot all-reduce, %d GPUs, %9lld floats x %3d calls, rank %d: %llu wrong elements\n", good ? "ok  " : "FAIL",
+                    world, static_cast<long long>(n), calls, r.dev, errors);
+    }
+  }
+  return ok;
+}
+
+// Median microseconds per all-reduce when a graph of `reps` all-reduces is replayed on every rank.
+double graph_us(std::vector<Rank>& ranks, int reps, const std::function<void(Rank&)>& one) {
+  std::vector<cudaGraphExec_t> execs(ranks.size());
+  on_all(ranks, [&](Rank& r) {
+    cudaGraph_t g;
+    PAGODA_CUDA_CHECK(cudaStreamBeginCapture(r.stream, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < reps; i++) one(r);
+    PAGODA_CUDA_CHECK(cudaStreamEndCapture(r.stream, &g));
+    PAGODA_CUDA_CHECK(cudaGraphInstantiate(&execs[r.dev], g, 0));
+    PAGODA_CUDA_CHECK(cudaGraphDestroy(g));
+  });
+  std::vector<float> times;
+  on_all(ranks, [&](Rank& r) {
+    cudaEvent_t a, b;
+    PAGODA_CUDA_CHECK(cudaEventCreate(&a));
+    PAGODA_CUDA_CHECK(cudaEventCreate(&b));
+    for (int it = 0; it < 25; it++) {
+      PAGODA_CUDA_CHECK(cudaEventRecord(a, r.stream));
+      PAGODA_CUDA_CHECK(cudaGraphLaunch(execs[r.dev], r.stream));
+      PAGODA_CUDA_CHECK(cudaEventRecord(b, r.stream));
+      PAGODA_CUDA_CHECK(cudaEventSynchronize(b));
+      float ms = 0;
+      PAGODA_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+      if (r.dev == 0 && it >= 5) times.push_back(ms);
+    }
+    PAGODA_CUDA_CHECK(cudaGraphExecDestroy(execs[r.dev]));
+  });
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2] * 1e3 / reps;
+}
+
+double eager_us(std::vector<Rank>& ranks, int64_t n) {
+  std::vector<double> us;
+  on_all(ranks, [&](Rank& r) {
+    for (int it = 0; it < 200; it++) {
+      const auto t0 = std::chrono::steady_clock::now();
+      NCCL_CHECK(ncclAllReduce(r.data, r.data, n, ncclFloat32, ncclSum, r.comm, r.stream));
+      PAGODA_CUDA_CHECK(cudaStreamSynchronize(r.stream));
+      const auto t1 = std::chrono::steady_clock::now();
+      if (r.dev == 0 && it >= 20) us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    }
+  });
+  std::sort(us.begin(), us.end());
+  return us[us.size() / 2];
+}
+
+void bench(std::vector<Rank>& ranks) {
+  std::printf("\nfloat32 all-reduce on %zu GPUs, microseconds per all-reduce (graph: median replay of 20 back-to-back)\n",
+              ranks.size());
+  std::printf("%10s  %12s  %12s  %14s  %8s\n", "bytes", "NCCL eager", "NCCL graph", "one-shot graph", "speedup");
+  for (int64_t bytes = 8 << 10; bytes <= (8 << 20); bytes *= 4) {
+    const int64_t n = bytes / 4;
+    const double e = eager_us(ranks, n);
+    const double nccl = graph_us(ranks, 20, [&](Rank& r) {
+      NCCL_CHECK(ncclAllReduce(r.data, r.data, n, ncclFloat32, ncclSum, r.comm, r.stream));
+    });
+    const double one = graph_us(ranks, 20, [&](Rank& r) { launch_one_shot_all_reduce(params_for(ranks, r.dev, n), r.stream); });
+    std::printf("%10lld  %12.1f  %12.1f  %14.1f  %7.2fx\n", static_cast<long long>(bytes), e, nccl, one, nccl / one);
+  }
+}
+
+int main(int argc, char** argv) {
+  int world = 0;
+  PAGODA_CUDA_CHECK(cudaGetDeviceCount(&world));
+  world = std::min(world, kAllReduceMaxRanks);
+  if (world < 2) {
+    std::printf("one-shot all-reduce: needs 2 GPUs, %d visible\n", world);
+    return 1;
+  }
+  for (int a = 0; a < world; a++)
+    for (int b = 0; b < world; b++) {
+      int can = 0;
+      PAGODA_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, a, b));
+      if (a != b && !can) {
+        std::printf("one-shot all-reduce: GPU %d cannot reach GPU %d's memory (no peer access)\n", a, b);
+        return 1;
+      }
+    }
+  std::vector<Rank> ranks(world);
+  std::vector<ncclComm_t> comms(world);
+  std::vector<int> devs(world);
+  for (int r = 0; r < world; r++) devs[r] = r;
+  NCCL_CHECK(ncclCommInitAll(comms.data(), world, devs.data()));
+  for (int r = 0; r < world; r++) {
+    Rank& k = ranks[r];
+    k.dev = r;
+    k.comm = comms[r];
+    PAGODA_CUDA_CHECK(cudaSetDevice(r));
+    for (int p = 0; p < world; p++)
+      if (p != r) PAGODA_CUDA_CHECK(cudaDeviceEnablePeerAccess(p, 0));
+    PAGODA_CUDA_CHECK(cudaStreamCreateWithFlags(&k.stream, cudaStreamNonBlocking));
+    PAGODA_CUDA_CHECK(cudaMalloc(&k.data, kCapacity * 4));
+    PAGODA_CUDA_CHECK(cudaMalloc(&k.staging, 2 * kCapacity * 4));
+    PAGODA_CUDA_CHECK(cudaMalloc(&k.flags, sizeof(uint64_t) * kAllReduceBlocks * world));
+    PAGODA_CUDA_CHECK(cudaMalloc(&k.epochs, sizeof(uint64_t) * kAllReduceBlocks));
+    PAGODA_CUDA_CHECK(cudaMalloc(&k.call, sizeof(int)));
+    PAGODA_CUDA_CHECK(cudaMalloc(&k.errors, sizeof(unsigned long long)));
+    PAGODA_CUDA_CHECK(cudaMemset(k.data, 0, kCapacity * 4));
+    PAGODA_CUDA_CHECK(cudaMemset(k.flags, 0, sizeof(uint64_t) * kAllReduceBlocks * world));
+    PAGODA_CUDA_CHECK(cudaMemset(k.epochs, 0, sizeof(uint64_t) * kAllReduceBlocks));
+    PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  const bool ok = check(ranks);
+  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) bench(ranks);
+  for (auto& c : comms) ncclCommDestroy(c);
+  std::printf("one-shot all-reduce checks: %s\n", ok ? "all passed" : "FAILED");
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,97 @@
+// A rank's side of the one-shot all-reduce (kernels/all_reduce.cuh): its staging buffer, arrival flags
+// and call counters on its own GPU, and, once every rank has made its own, the peers' addresses. Used
+// for tensors up to kOneShotMaxBytes when every pair of GPUs can reach each other's memory; larger
+// ones (prefill steps) go through NCCL, whose ring is bandwidth-optimal.
+//
+// PAGODA_TP_ALL_REDUCE=nccl turns it off (every all-reduce through NCCL), for comparisons.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/device_memory.h"
+#include "engine/errors.h"
+
+namespace pagoda::cuda {
+
+constexpr int64_t kOneShotMaxBytes = 8LL << 20;
+// As in kernels/all_reduce.cuh (kAllReduceMaxRanks, kAllReduceBlocks); peer_all_reduce.cu checks they agree.
+constexpr int kPeerMaxRanks = 8;
+constexpr int kPeerBlocks = 32;
+
+// Whether the one-shot all-reduce is wanted and possible on devices 0..world-1.
+inline bool one_shot_all_reduce_available(int world) {
+  const char* env = std::getenv("PAGODA_TP_ALL_REDUCE");
+  const std::string mode = env != nullptr && *env != '\0' ? env : "auto";
+  if (mode != "auto" && mode != "nccl")
+    throw EngineError("PAGODA_TP_ALL_REDUCE=" + mode + " is not a mode: use auto (one-shot peer-to-peer for small tensors) or nccl");
+  if (mode == "nccl") return false;
+  if (world < 2 || world > kPeerMaxRanks) return false;
+  for (int a = 0; a < world; a++)
+    for (int b = 0; b < world; b++) {
+      int ok = 0;
+      if (a != b && (cudaDeviceCanAccessPeer(&ok, a, b) != cudaSuccess || !ok)) return false;
+    }
+  return true;
+}
+
+// Lets the current device read and write the memory of the other devices of the group.
+inline void enable_peer_access(int rank, int world) {
+  for (int p = 0; p < world; p++) {
+    if (p == rank) continue;
+    const cudaError_t e = cudaDeviceEnablePeerAccess(p, 0);
+    if (e == cudaErrorPeerAccessAlreadyEnabled) {
+      cudaGetLastError();  // not an error: clear it
+      continue;
+    }
+    check(e, "cudaDeviceEnablePeerAccess");
+  }
+}
+
+class PeerAllReduce {
+ public:
+  // Allocates on the current device (this rank's GPU).
+  PeerAllReduce(int rank, int world)
+      : rank_(rank),
+        world_(world),
+        capacity_(kOneShotMaxBytes / 4),
+        staging_(2 * capacity_),
+        flags_(static_cast<size_t>(kPeerBlocks) * world),
+        epochs_(kPeerBlocks) {
+    check(cudaMemset(flags_.get(), 0, flags_.bytes()), "cudaMemset(all-reduce flags)");
+    check(cudaMemset(epochs_.get(), 0, epochs_.bytes()), "cudaMemset(all-reduce epochs)");
+    // The ranks' streams do not wait on the default stream: finish the zeroing before any peer can write.
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize(all-reduce buffers)");
+  }
+
+  float* staging() const { return staging_.get(); }
+  uint64_t* flags() const { return flags_.get(); }
+
+  // Every rank's buffers, indexed by rank (after each rank has made its PeerAllReduce).
+  void join(const std::vector<float*>& staging, const std::vector<uint64_t*>& flags) {
+    for (int r = 0; r < world_; r++) {
+      peers_staging_[r] = staging[r];
+      peers_flags_[r] = flags[r];
+    }
+    joined_ = true;
+  }
+
+  bool fits(int64_t n) const { return joined_ && n % 4 == 0 && n <= capacity_; }
+
+  // Sums `data` ([n] float32, in place) over all ranks; every rank must call it with the same n.
+  void run(float* data, int64_t n, cudaStream_t stream) const;
+
+ private:
+  int rank_, world_;
+  int64_t capacity_;
+  DeviceArray<float> staging_;
+  DeviceArray<uint64_t> flags_, epochs_;
+  float* peers_staging_[kPeerMaxRanks] = {};
+  uint64_t* peers_flags_[kPeerMaxRanks] = {};
+  bool joined_ = false;
+};
+
+}  // namespace pagoda::cuda
