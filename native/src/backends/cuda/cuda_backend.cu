@@ -121,7 +121,7 @@ class CudaBackend final : public Backend {
         flags.push_back(p->flags());
       }
       for (PeerAllReduce* p : peers) p->join(staging, flags);
-      all_reduce_ = "one-shot all-reduce up to " + std::to_string(kOneShotMaxBytes >> 20) + " MiB, NCCL above";
+      all_reduce_ = "one-shot all-reduce up to " + std::to_string(one_shot_max_bytes(world) >> 10) + " KiB, NCCL above";
     } else if (nccl_) {
       all_reduce_ = "NCCL all-reduce";
     }

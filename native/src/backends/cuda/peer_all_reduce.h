@@ -1,7 +1,8 @@
 // A rank's side of the one-shot all-reduce (kernels/all_reduce.cuh): its staging buffer, arrival flags
 // and call counters on its own GPU, and, once every rank has made its own, the peers' addresses. Used
-// for tensors up to kOneShotMaxBytes when every pair of GPUs can reach each other's memory; larger
-// ones (prefill steps) go through NCCL, whose ring is bandwidth-optimal.
+// for tensors up to one_shot_max_bytes(world) when every pair of GPUs can reach each other's memory;
+// larger ones (prefill steps, big decode batches on many GPUs) go through NCCL, whose ring is
+// bandwidth-optimal: every rank of a one-shot reads all the others' whole tensors.
 //
 // PAGODA_TP_ALL_REDUCE=nccl turns it off (every all-reduce through NCCL), for comparisons.
 #pragma once
@@ -17,7 +18,16 @@
 
 namespace pagoda::cuda {
 
-constexpr int64_t kOneShotMaxBytes = 8LL << 20;
+constexpr int64_t kOneShotMaxBytes = 8LL << 20;  // staging buffer size (each half)
+
+// Where the one-shot stops beating NCCL inside a CUDA graph (npm run bench:all-reduce, H200s joined by
+// NVLink): 2 GPUs still 1.02 x at 8 MiB; 4 GPUs 1.22 x at 512 KiB but 0.92 x at 2 MiB. 8 GPUs are
+// not measured yet: 256 KiB, as each rank reads 7 peers.
+inline int64_t one_shot_max_bytes(int world) {
+  if (world <= 2) return kOneShotMaxBytes;
+  if (world <= 4) return 1LL << 20;
+  return 256LL << 10;
+}
 // As in kernels/all_reduce.cuh (kAllReduceMaxRanks, kAllReduceBlocks); peer_all_reduce.cu checks they agree.
 constexpr int kPeerMaxRanks = 8;
 constexpr int kPeerBlocks = 32;
@@ -58,6 +68,7 @@ class PeerAllReduce {
       : rank_(rank),
         world_(world),
         capacity_(kOneShotMaxBytes / 4),
+        limit_(one_shot_max_bytes(world) / 4),
         staging_(2 * capacity_),
         flags_(static_cast<size_t>(kPeerBlocks) * world),
         epochs_(kPeerBlocks) {
@@ -79,14 +90,15 @@ class PeerAllReduce {
     joined_ = true;
   }
 
-  bool fits(int64_t n) const { return joined_ && n % 4 == 0 && n <= capacity_; }
+  // Whether n floats go through the one-shot kernel (else NCCL); the same answer on every rank.
+  bool fits(int64_t n) const { return joined_ && n % 4 == 0 && n <= limit_; }
 
   // Sums `data` ([n] float32, in place) over all ranks; every rank must call it with the same n.
   void run(float* data, int64_t n, cudaStream_t stream) const;
 
  private:
   int rank_, world_;
-  int64_t capacity_;
+  int64_t capacity_, limit_;  // elements: per staging half; largest tensor sent through it
   DeviceArray<float> staging_;
   DeviceArray<uint64_t> flags_, epochs_;
   float* peers_staging_[kPeerMaxRanks] = {};
