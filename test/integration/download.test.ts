@@ -3,7 +3,8 @@
  * lists files and redirects weights to a "CDN" on another origin, with Range support. Checks: the
  * right files land byte-identical and load as a model; HF_TOKEN goes to the hub and not to the CDN;
  * a connection cut mid-file is resumed with a Range request; a second run transfers nothing; no
- * partial file is ever visible; bad tokens, unknown revisions and corrupt files fail clearly.
+ * partial file is ever visible; a file changed at a newer commit (same size) is fetched again while
+ * unchanged weights are kept; bad tokens, unknown revisions and corrupt files fail clearly.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -12,12 +13,16 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MANIFEST } from '../../runtime/src/model/hf-download.ts';
 import { loadModel } from '../../runtime/src/model/load.ts';
 import { runCliAsync } from '../helpers/cli.ts';
 import { tinyModelDir } from '../helpers/fixtures.ts';
 
 const SOURCE = tinyModelDir('qwen2-tiny-sharded');
-const COMMIT = 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678';
+const FIRST_COMMIT = 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678';
+const NEXT_COMMIT = 'f0e1d2c3b4a5968778695a4b3c2d1e0f98765432';
+/** The commit `main` points at; at NEXT_COMMIT config.json has changed but kept its size. */
+let COMMIT = FIRST_COMMIT;
 const TOKEN = 'hf_test_token';
 const REPO = 'pagoda-test/qwen2-tiny';
 
@@ -41,8 +46,21 @@ const hubFiles = [
   'model-00004-of-00004.safetensors',
 ];
 const extra = ['README.md', 'pytorch_model.bin', 'onnx/model.safetensors', 'consolidated.safetensors'];
-const content = (name: string) =>
-  hubFiles.includes(name) ? readFileSync(join(SOURCE, name)) : Buffer.from(`not needed: ${name}`);
+/** config.json at NEXT_COMMIT: one value changed, same number of bytes. */
+const nextConfig = () => {
+  const text = readFileSync(join(SOURCE, 'config.json'), 'utf8');
+  const changed = text.replace(/"rms_norm_eps": ([0-9.e-]+)/, (m, v: string) =>
+    m.replace(v, v.endsWith('5') ? `${v.slice(0, -1)}6` : `${v.slice(0, -1)}5`),
+  );
+  if (changed === text) throw new Error('fixture config.json has no rms_norm_eps to change');
+  return Buffer.from(changed);
+};
+const content = (name: string) => {
+  if (name === 'config.json' && COMMIT === NEXT_COMMIT) return nextConfig();
+  return hubFiles.includes(name) ? readFileSync(join(SOURCE, name)) : Buffer.from(`not needed: ${name}`);
+};
+/** The model files in a folder (the downloader's manifest aside). */
+const modelFiles = (dir: string) => readdirSync(dir).filter((f) => f !== MANIFEST);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 let hub: Server;
@@ -154,7 +172,7 @@ describe('pagoda download', () => {
     const r = await run(dir);
     expect(r.stderr).toMatch(/commit a1b2c3d4/);
     expect(r.status).toBe(0);
-    expect(readdirSync(dir).sort()).toEqual([...hubFiles].sort());
+    expect(modelFiles(dir).sort()).toEqual([...hubFiles].sort());
     for (const name of hubFiles) expect(sha(readFileSync(join(dir, name))), name).toBe(sha(content(name)));
     // every file at the commit, not the branch
     for (const l of log.filter((x) => x.host === 'hub' && x.path.includes('/resolve/')))
@@ -183,6 +201,23 @@ describe('pagoda download', () => {
     expect(log.filter((x) => x.path.includes('/resolve/') || x.host === 'cdn')).toEqual([]);
   });
 
+  it('fetches a file again when a newer commit changed it, even at the same size, and keeps unchanged weights', async () => {
+    COMMIT = NEXT_COMMIT;
+    try {
+      expect(content('config.json').length).toBe(readFileSync(join(dir, 'config.json')).length);
+      log.length = 0;
+      const r = await run(dir);
+      expect(r.status).toBe(0);
+      expect(sha(readFileSync(join(dir, 'config.json')))).toBe(sha(content('config.json')));
+      // files without a published sha256 are tied to their commit; weights to their sha256, unchanged here
+      expect(log.filter((x) => x.host === 'cdn')).toEqual([]);
+      expect(log.some((x) => x.path.endsWith(`/resolve/${NEXT_COMMIT}/config.json`))).toBe(true);
+      expect(r.stderr).toMatch(/done: 5 fetched, 4 already present/);
+    } finally {
+      COMMIT = FIRST_COMMIT;
+    }
+  });
+
   it('finishes a download left half-done by an earlier run (a .part file) with a Range request', async () => {
     const d = mkdtempSync(join(tmpdir(), 'pagoda-download-'));
     try {
@@ -194,7 +229,7 @@ describe('pagoda download', () => {
       expect(r.status).toBe(0);
       expect(log.find((x) => x.host === 'cdn' && x.path.includes('00003'))?.range).toBe('bytes=1000-');
       expect(sha(readFileSync(join(d, name)))).toBe(sha(content(name)));
-      expect(readdirSync(d).filter((f) => f.endsWith('.part'))).toEqual([]);
+      expect(modelFiles(d).filter((f) => f.endsWith('.part'))).toEqual([]);
     } finally {
       rmSync(d, { recursive: true, force: true });
     }

@@ -9,7 +9,11 @@
  * - Each file is written to `<name>.part` beside its target and renamed into place once complete and
  *   verified (size, and sha256 when the hub publishes it): a reader never sees a partial file. An
  *   interrupted download resumes from its `.part` with an HTTP Range request, on retry or on the next run.
- * - Files already present with the expected size are kept, so a restarted init container is quick.
+ * - Files already present are kept, so a restarted init container is quick — but only the very file the
+ *   hub lists now: `.pagoda-download.json` in the folder records each file's commit, size and sha256 as
+ *   fetched, and a file is kept when its size matches and its sha256 (weights) or, without one, its
+ *   commit (small files) is the hub's. A file changed at a newer commit is fetched again even if its
+ *   size did not change.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -21,6 +25,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -79,6 +84,9 @@ export function wantedFile(name: string): boolean {
   return !name.includes('/') && WANTED.some((re) => re.test(name));
 }
 
+/** Beside the model files: what each was fetched as (see Manifest). */
+export const MANIFEST = '.pagoda-download.json';
+
 const REPO = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
 
 export async function downloadModel(opts: DownloadOptions): Promise<DownloadResult> {
@@ -96,11 +104,12 @@ export async function downloadModel(opts: DownloadOptions): Promise<DownloadResu
   if (!files.some((f) => f.name === 'config.json'))
     throw new DownloadError(`${opts.repo}@${opts.revision} has no config.json`);
   mkdirSync(opts.dir, { recursive: true });
+  const manifest = new Manifest(opts.dir);
   const fetched: string[] = [];
   // With an index, only the shards it names are weights (a repo may also carry other formats).
   const index = files.find((f) => f.name === 'model.safetensors.index.json');
   if (index) {
-    if (await fetchFile(hub, commit, index, opts.dir, log)) fetched.push(index.name);
+    if (await fetchFile(hub, commit, index, opts.dir, manifest, log)) fetched.push(index.name);
     const shards = shardsOf(join(opts.dir, index.name));
     files = files.filter((f) => !f.name.endsWith('.safetensors') || shards.has(f.name));
     const missing = [...shards].filter((s) => !files.some((f) => f.name === s));
@@ -115,7 +124,7 @@ export async function downloadModel(opts: DownloadOptions): Promise<DownloadResu
   const queue = files.filter((f) => f !== index);
   const worker = async () => {
     for (let f = queue.shift(); f; f = queue.shift()) {
-      if (await fetchFile(hub, commit, f, opts.dir, log)) fetched.push(f.name);
+      if (await fetchFile(hub, commit, f, opts.dir, manifest, log)) fetched.push(f.name);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 4) }, worker));
@@ -130,10 +139,11 @@ async function fetchFile(
   commit: string,
   file: RemoteFile,
   dir: string,
+  manifest: Manifest,
   log: (msg: string) => void,
 ): Promise<boolean> {
   const target = join(dir, file.name);
-  if (existsSync(target) && file.size !== undefined && statSync(target).size === file.size) return false;
+  if (manifest.isCurrent(file, commit, target)) return false;
   const part = `${target}.part`;
   const t0 = performance.now();
   let lastError: Error | undefined;
@@ -142,6 +152,7 @@ async function fetchFile(
       const size = await hub.fetchTo(commit, file, part);
       await verify(file, part, size);
       renameSync(part, target);
+      manifest.record(file, commit, size);
       const s = (performance.now() - t0) / 1000;
       log(`${file.name}: ${(size / 2 ** 20).toFixed(1)} MiB in ${s.toFixed(1)} s`);
       return true;
@@ -153,6 +164,46 @@ async function fetchFile(
     }
   }
   throw new DownloadError(`${file.name}: giving up after ${hub.attempts} attempts: ${lastError?.message}`);
+}
+
+interface ManifestEntry {
+  commit: string;
+  size: number;
+  sha256?: string;
+}
+
+/** What earlier runs fetched into the folder (`.pagoda-download.json`), written after every file. */
+class Manifest {
+  private readonly path: string;
+  private readonly files: Record<string, ManifestEntry>;
+
+  constructor(dir: string) {
+    this.path = join(dir, MANIFEST);
+    let files: Record<string, ManifestEntry> = {};
+    try {
+      const parsed = JSON.parse(readFileSync(this.path, 'utf8')) as { files?: unknown };
+      if (typeof parsed.files === 'object' && parsed.files !== null)
+        files = parsed.files as Record<string, ManifestEntry>;
+    } catch {
+      // none yet, or unreadable: every file is fetched again
+    }
+    this.files = files;
+  }
+
+  /** Whether `target` is the file the hub lists at `commit`. */
+  isCurrent(file: RemoteFile, commit: string, target: string): boolean {
+    const had = this.files[file.name];
+    if (!had || !existsSync(target) || statSync(target).size !== had.size) return false;
+    if (file.size !== undefined && file.size !== had.size) return false;
+    return file.sha256 !== undefined ? had.sha256 === file.sha256 : had.commit === commit;
+  }
+
+  record(file: RemoteFile, commit: string, size: number): void {
+    this.files[file.name] = { commit, size, ...(file.sha256 !== undefined ? { sha256: file.sha256 } : {}) };
+    const tmp = `${this.path}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify({ files: this.files }, null, 1)}\n`);
+    renameSync(tmp, this.path);
+  }
 }
 
 function shardsOf(indexPath: string): Set<string> {
