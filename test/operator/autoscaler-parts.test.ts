@@ -92,11 +92,20 @@ describe('the metric per the contract', () => {
     expect(() => metricValue('pagoda_kv_cache_usage_ratio NaN\n', 'kvCacheUsage')).toThrow('has the value NaN');
   });
 
-  it('scrapes over HTTP, and reports status codes, refusals and timeouts as sentences', async () => {
+  it('scrapes over HTTP, and reports status codes, refusals, timeouts and endless bodies as sentences', async () => {
+    let endlessBytes = 0;
     const server = createServer((req, res) => {
       if (req.url === '/metrics') res.end(EXPOSITION);
       else if (req.url === '/slow/metrics') setTimeout(() => res.end(EXPOSITION), 2000);
-      else res.writeHead(503).end();
+      else if (req.url === '/endless/metrics') {
+        // chunked, no content-length, never ends: the scraper must stop reading, not buffer it all
+        const chunk = Buffer.alloc(64 << 10, 'x');
+        const more = () => {
+          while (!res.destroyed && res.write(chunk)) endlessBytes += chunk.length;
+          if (!res.destroyed) res.once('drain', more);
+        };
+        more();
+      } else res.writeHead(503).end();
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
@@ -104,6 +113,10 @@ describe('the metric per the contract', () => {
       expect(await scrape(`${base}/metrics`, 'requests', 1000)).toBe(5);
       await expect(scrape(`${base}/down`, 'requests', 1000)).rejects.toThrow('HTTP 503');
       await expect(scrape(`${base}/slow/metrics`, 'requests', 200)).rejects.toThrow('no answer in 200 ms');
+      await expect(scrape(`${base}/endless/metrics`, 'requests', 5000)).rejects.toThrow(
+        "more than 4194304 bytes, more than a runtime's metrics",
+      );
+      expect(endlessBytes).toBeLessThan(64 << 20);
       const closed = createServer();
       await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
       const port = (closed.address() as { port: number }).port;

@@ -33,6 +33,26 @@ export function metricValue(text: string, metric: AutoscalingMetric): number {
   return sum;
 }
 
+/** The body as text, read chunk by chunk: a body without a length that goes past `max` bytes is cut off
+ * there instead of being buffered whole. */
+async function readAtMost(res: Response, max: number, url: string): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      await reader.cancel();
+      throw new Error(`GET ${url}: more than ${max} bytes, more than a runtime's metrics`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** GETs url and returns the metric's value; rejects with a short reason. */
 export async function scrape(url: string, metric: AutoscalingMetric, timeoutMs: number): Promise<number> {
   let res: Response;
@@ -53,8 +73,7 @@ export async function scrape(url: string, metric: AutoscalingMetric, timeoutMs: 
     await res.body?.cancel();
     throw new Error(`GET ${url}: ${length} bytes is more than a runtime's metrics`);
   }
-  const text = await res.text();
-  if (text.length > MAX_BYTES) throw new Error(`GET ${url}: ${text.length} bytes is more than a runtime's metrics`);
+  const text = await readAtMost(res, MAX_BYTES, url);
   try {
     return metricValue(text, metric);
   } catch (e) {
