@@ -30,7 +30,7 @@ inline int64_t one_shot_max_bytes(int world) {
 }
 // As in kernels/all_reduce.cuh (kAllReduceMaxRanks, kAllReduceBlocks); peer_all_reduce.cu checks they agree.
 constexpr int kPeerMaxRanks = 8;
-constexpr int kPeerBlocks = 32;
+constexpr int kPeerBlocks = 64;
 
 // Whether the one-shot all-reduce is wanted and possible on devices 0..world-1.
 inline bool one_shot_all_reduce_available(int world) {
