@@ -1,6 +1,6 @@
 /** Finding nvcc and building the standalone kernel programs (kernels/tests/*.cu) for GPU runs. */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureCudaToolchain, NVCC_SM90A_FLAGS } from '../../scripts/cuda-toolchain.ts';
 import { ROOT } from '../helpers/fixtures.ts';
@@ -12,13 +12,16 @@ export function nvccPath(): string {
   return ensureCudaToolchain().nvcc;
 }
 
-/** Builds kernels/tests/<name>.cu into native/build/kernel-tests/<name> unless it is up to date. */
+/** Builds kernels/tests/<name>.cu into native/build/kernel-tests/<name> unless it is newer than the
+ * source and every kernel header. */
 export function buildKernelProgram(name: string, extraArgs: string[] = []): string {
   const src = join(ROOT, 'kernels', 'tests', `${name}.cu`);
   const outDir = join(ROOT, 'native', 'build', 'kernel-tests');
   const out = join(outDir, name);
-  if (existsSync(out) && statSync(out).mtimeMs > statSync(src).mtimeMs && !process.env.PAGODA_REBUILD_KERNEL_TESTS)
-    return out;
+  const kernelDir = join(ROOT, 'kernels');
+  const inputs = [src, ...readdirSync(kernelDir).filter((f) => f.endsWith('.cuh')).map((f) => join(kernelDir, f))];
+  const newest = Math.max(...inputs.map((f) => statSync(f).mtimeMs));
+  if (existsSync(out) && statSync(out).mtimeMs > newest && !process.env.PAGODA_REBUILD_KERNEL_TESTS) return out;
   mkdirSync(outDir, { recursive: true });
   const nvcc = nvccPath();
   const r = spawnSync(nvcc, [...NVCC_SM90A_FLAGS, '-O2', '-I', join(ROOT, 'kernels'), src, '-o', out, ...extraArgs], {
