@@ -19,7 +19,12 @@ export function buildKernelProgram(name: string, extraArgs: string[] = []): stri
   const outDir = join(ROOT, 'native', 'build', 'kernel-tests');
   const out = join(outDir, name);
   const kernelDir = join(ROOT, 'kernels');
-  const inputs = [src, ...readdirSync(kernelDir).filter((f) => f.endsWith('.cuh')).map((f) => join(kernelDir, f))];
+  const inputs = [
+    src,
+    ...readdirSync(kernelDir)
+      .filter((f) => f.endsWith('.cuh'))
+      .map((f) => join(kernelDir, f)),
+  ];
   const newest = Math.max(...inputs.map((f) => statSync(f).mtimeMs));
   if (existsSync(out) && statSync(out).mtimeMs > newest && !process.env.PAGODA_REBUILD_KERNEL_TESTS) return out;
   mkdirSync(outDir, { recursive: true });
