@@ -18,6 +18,7 @@ struct PenaltyEntry {
   int32_t token;
   int32_t output_count;  // occurrences among the generated tokens
   int32_t in_context;    // 1: appears in prompt or output (repetition penalty applies)
+  float bias = 0.0f;     // added after the penalties (logit_bias; -inf bans the token)
 };
 
 struct SamplingParams {
@@ -92,6 +93,7 @@ __global__ void apply_penalties_kernel(float* __restrict__ logits,             /
   const float rp = repetition[e.row];
   if (e.in_context && rp != 1.0f) x = x > 0.0f ? x / rp : x * rp;
   if (e.output_count > 0) x -= frequency[e.row] * static_cast<float>(e.output_count) + presence[e.row];
+  x += e.bias;
 }
 
 // Grid: (R). Block: 1024.

@@ -467,7 +467,7 @@ void check_penalties(int R, int V) {
       const int t = tok(rng);
       if (std::find(used.begin(), used.end(), t) != used.end()) continue;  // entries are unique per (row, token)
       used.push_back(t);
-      entries.push_back({r, t, cnt(rng), k % 2});
+      entries.push_back({r, t, cnt(rng), k % 2, k % 7 == 0 ? -100.0f : (k % 3 == 0 ? 2.5f : 0.0f)});
     }
   }
   std::vector<float> ref = logits;
@@ -475,6 +475,7 @@ void check_penalties(int R, int V) {
     float& x = ref[static_cast<size_t>(e.row) * V + e.token];
     if (e.in_context && rep[e.row] != 1.0f) x = x > 0 ? x / rep[e.row] : x * rep[e.row];
     if (e.output_count > 0) x -= freq[e.row] * e.output_count + pres[e.row];
+    x += e.bias;
   }
   Dev<float> dl(logits.size()), dr(R), df(R), dp(R);
   Dev<PenaltyEntry> de(entries.size());
@@ -488,7 +489,7 @@ void check_penalties(int R, int V) {
   auto got = dl.get();
   bool written;
   double err = rel_err([&](size_t i) { return got[i]; }, [&](size_t i) { return ref[i]; }, ref.size(), written);
-  report("penalties R=" + std::to_string(R) + " V=" + std::to_string(V) + " (repetition, frequency, presence)", err, written, 1e-6);
+  report("penalties R=" + std::to_string(R) + " V=" + std::to_string(V) + " (repetition, frequency, presence, bias)", err, written, 1e-6);
 }
 
 // Decode entries that are a subset of the batch's sequences at arbitrary rows (mixed batches).

@@ -220,10 +220,22 @@ const cases: Case[] = [
   { name: 'logprobs above 20', body: { prompt: 'hi', logprobs: 21 }, status: 400, message: /`logprobs` must be <= 20/ },
   { name: 'logprobs negative', body: { prompt: 'hi', logprobs: -1 }, status: 400, message: /`logprobs` must be >= 0/ },
   {
-    name: 'logit_bias',
-    body: { prompt: 'hi', logit_bias: { '1': 5 } },
+    name: 'logit_bias key not a token id',
+    body: { prompt: 'hi', logit_bias: { hello: 5 } },
     status: 400,
-    message: /logit_bias is not supported/,
+    message: /logit_bias: "hello" is not a token id of this model \(0 to \d+\)/,
+  },
+  {
+    name: 'logit_bias token outside the vocabulary',
+    body: { prompt: 'hi', logit_bias: { '99999999': 5 } },
+    status: 400,
+    message: /logit_bias: "99999999" is not a token id/,
+  },
+  {
+    name: 'logit_bias above 100',
+    body: { prompt: 'hi', logit_bias: { '1': 101 } },
+    status: 400,
+    message: /the bias of token 1 must be between -100 and 100, got 101/,
   },
   { name: 'suffix', body: { prompt: 'hi', suffix: 'end' }, status: 400, message: /suffix is not supported/ },
   {

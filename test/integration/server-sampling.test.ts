@@ -1,8 +1,8 @@
 /**
  * Sampling semantics through the official `openai` client on the default model: seeds, stop strings
  * (never leaked, streamed or not), stop_token_ids, min_tokens, max_tokens / max_completion_tokens,
- * ignore_eos, n, logprobs in both response shapes, penalties, top_k=1 ≡ greedy; and /tokenize,
- * /detokenize.
+ * ignore_eos, n, logprobs in both response shapes, penalties, logit_bias, top_k=1 ≡ greedy; and
+ * /tokenize, /detokenize.
  */
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -180,17 +180,40 @@ describe('stop strings and stop tokens', () => {
     expect(r.choice.text).toBe(prefixText);
   });
 
-  it('min_tokens holds off stop tokens and EOS', async () => {
+  it('min_tokens holds off stop tokens and EOS: they are not sampled before then', async () => {
     const g = await complete(greedy);
     const ids = g.choice.token_ids!;
     const r = await complete({ ...greedy, stop_token_ids: [ids[0]!], min_tokens: 6 });
     expect(r.choice.token_ids!.length).toBeGreaterThanOrEqual(6);
+    // masked, as vLLM does, not merely ignored: greedy picks another first token
+    expect(r.choice.token_ids![0]).not.toBe(ids[0]);
+    expect(r.choice.token_ids!.slice(0, 6)).not.toContain(ids[0]);
     const chat = { model: MODEL, messages: [{ role: 'user' as const, content: 'Say hi.' }], temperature: 0 };
     const natural = await client.chat.completions.create({ ...chat, max_tokens: 100 });
     expect(natural.choices[0]!.finish_reason).toBe('stop');
     const n = natural.usage!.completion_tokens;
     const longer = await client.chat.completions.create({ ...chat, max_tokens: n + 20, min_tokens: n + 10 } as never);
     expect((longer as OpenAI.ChatCompletion).usage!.completion_tokens).toBeGreaterThanOrEqual(n + 10);
+  });
+});
+
+describe('logit_bias', () => {
+  it('+100 makes a token the only choice, -100 takes it out of greedy, for completions and chat', async () => {
+    const ids = (await complete(greedy)).choice.token_ids!;
+    const forced = ids[3]!;
+    const r = await complete({ temperature: 1, seed: 7, max_tokens: 8, logit_bias: { [String(forced)]: 100 } });
+    expect(r.choice.token_ids).toEqual(Array(8).fill(forced));
+    const banned = await complete({ ...greedy, max_tokens: 4, logit_bias: { [String(ids[0])]: -100 } });
+    expect(banned.choice.token_ids![0]).not.toBe(ids[0]);
+    const chat = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Say hi.' }],
+      max_tokens: 5,
+      logit_bias: { [String(forced)]: 100 },
+      // @ts-expect-error vLLM extension
+      return_token_ids: true,
+    });
+    expect((chat.choices[0] as WithIds<OpenAI.ChatCompletion.Choice>).token_ids).toEqual(Array(5).fill(forced));
   });
 });
 

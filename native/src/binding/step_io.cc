@@ -163,6 +163,9 @@ StepInput read_step(const Napi::Object& o) {
   p.output_tokens = typed<int32_t>(o, "outputTokens");
   p.context_offsets = typed<int32_t>(o, "contextOffsets");
   p.context_tokens = typed<int32_t>(o, "contextTokens");
+  p.bias_offsets = typed<int32_t>(o, "biasOffsets");
+  p.bias_tokens = typed<int32_t>(o, "biasTokens");
+  p.bias_values = typed<float>(o, "biasValues");
   return s;
 }
 

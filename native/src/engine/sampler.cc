@@ -47,6 +47,8 @@ void apply_penalties(const StepInput& in, int32_t r, std::vector<float>& x) {
     for (int32_t i = s.output_offsets[r]; i < s.output_offsets[r + 1]; i++) counts[s.output_tokens[i]]++;
     for (auto [t, c] : counts) x[t] -= fp * static_cast<float>(c) + pp;
   }
+  if (!s.bias_offsets.empty())
+    for (int32_t i = s.bias_offsets[r]; i < s.bias_offsets[r + 1]; i++) x[s.bias_tokens[i]] += s.bias_values[i];
 }
 
 // Draws from softmax(x / temperature) restricted by top-k, top-p and min-p.

@@ -1,5 +1,6 @@
 #include "engine/step.h"
 
+#include <cmath>
 #include <string>
 
 #include "engine/errors.h"
@@ -88,6 +89,18 @@ void validate_step(const StepInput& in, int32_t vocab, int32_t num_blocks, int32
       if (t < 0 || t >= vocab) throw EngineError("step: penalty token outside the vocabulary");
     for (int32_t t : s.context_tokens)
       if (t < 0 || t >= vocab) throw EngineError("step: penalty token outside the vocabulary");
+    if (!s.bias_offsets.empty()) {
+      expect_size("biasOffsets", s.bias_offsets.size(), R + 1);
+      if (s.bias_values.size() != s.bias_tokens.size()) throw EngineError("step: biasValues and biasTokens differ in length");
+      for (size_t r = 0; r <= R; r++)
+        if (s.bias_offsets[r] < 0 || static_cast<size_t>(s.bias_offsets[r]) > s.bias_tokens.size() ||
+            (r > 0 && s.bias_offsets[r] < s.bias_offsets[r - 1]))
+          throw EngineError("step: bias offsets out of range");
+      for (int32_t t : s.bias_tokens)
+        if (t < 0 || t >= vocab) throw EngineError("step: logit bias token outside the vocabulary");
+      for (float v : s.bias_values)
+        if (!(v < INFINITY)) throw EngineError("step: a logit bias must be a number below +infinity");
+    }
     for (size_t r = 0; r < R; r++) {
       if (!(s.temperature[r] >= 0)) throw EngineError("step: temperature must be >= 0");
       if (!(s.top_p[r] > 0 && s.top_p[r] <= 1)) throw EngineError("step: top_p must be in (0, 1]");

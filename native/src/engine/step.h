@@ -24,6 +24,10 @@ struct SamplingInputs {
   // prompt + output tokens (repetition) [offsets R+1]. Empty ranges for rows without penalties.
   std::vector<int32_t> output_offsets, output_tokens;
   std::vector<int32_t> context_offsets, context_tokens;
+  // Additive logit biases per row, after the penalties [offsets R+1]: OpenAI's logit_bias, and -inf for
+  // the tokens min_tokens keeps from ending a sequence early. Empty offsets: no biases at all.
+  std::vector<int32_t> bias_offsets, bias_tokens;
+  std::vector<float> bias_values;
 };
 
 struct StepInput {

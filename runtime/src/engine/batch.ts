@@ -62,6 +62,9 @@ export function buildBatch(scheduled: readonly ScheduledSeq[], blockSize: number
   const contextOffsets = new Int32Array(R + 1);
   const outputTokens: number[] = [];
   const contextTokens: number[] = [];
+  const biasOffsets = new Int32Array(R + 1);
+  const biasTokens: number[] = [];
+  const biasValues: number[] = [];
   let numTopLogprobs = 0;
   sampled.forEach(({ seq }, r) => {
     const p = seq.params;
@@ -81,6 +84,16 @@ export function buildBatch(scheduled: readonly ScheduledSeq[], blockSize: number
     }
     outputOffsets[r + 1] = outputTokens.length;
     contextOffsets[r + 1] = contextTokens.length;
+    for (const [token, bias] of p.logitBias) {
+      biasTokens.push(token);
+      biasValues.push(bias);
+    }
+    if (sampleStep[r]! < p.minTokens)
+      for (const token of seq.endingTokens) {
+        biasTokens.push(token);
+        biasValues.push(Number.NEGATIVE_INFINITY);
+      }
+    biasOffsets[r + 1] = biasTokens.length;
     if (p.logprobs !== undefined) numTopLogprobs = Math.max(numTopLogprobs, p.logprobs);
   });
 
@@ -109,6 +122,10 @@ export function buildBatch(scheduled: readonly ScheduledSeq[], blockSize: number
       outputTokens: Int32Array.from(outputTokens),
       contextOffsets,
       contextTokens: Int32Array.from(contextTokens),
+      // omitted when no row has a bias: the native step then skips them altogether
+      ...(biasTokens.length > 0
+        ? { biasOffsets, biasTokens: Int32Array.from(biasTokens), biasValues: Float32Array.from(biasValues) }
+        : {}),
     },
   };
 }

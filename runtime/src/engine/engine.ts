@@ -9,6 +9,7 @@ import type { BackendInfo, EngineOptions, NativeEngine, StepResult } from '../na
 import { AsyncQueue } from './async-queue.ts';
 import { BlockManager } from './block-manager.ts';
 import { OutputProcessor } from './output-processor.ts';
+import { endingTokens } from './sampling-params.ts';
 import { Scheduler } from './scheduler.ts';
 import { type FinishReason, Sequence } from './sequence.ts';
 import { type StepEntry, type SubmittedStep, sampledToken, submitStep } from './submitted-step.ts';
@@ -169,6 +170,7 @@ export class Engine {
     for (let i = 0; i < n; i++) {
       const baseSeed = req.params.seed ?? Math.floor(Math.random() * 2 ** 52);
       const seq = new Sequence(this.nextSeqId++, req.prompt, req.params, baseSeed + i, this.config.maxModelLen);
+      seq.endingTokens = endingTokens(req.params, this.model.tokenizer.info.eosTokenIds);
       const state: SeqState = {
         seq,
         index: i,

@@ -22,6 +22,8 @@ export interface SamplingParams {
   skipSpecialTokens: boolean;
   /** false: token ids only (no text, no stop strings), for offline throughput work */
   detokenize: boolean;
+  /** (token id, bias) pairs added to the logits before sampling (OpenAI logit_bias) */
+  logitBias: readonly (readonly [number, number])[];
 }
 
 export const MAX_LOGPROBS = 20;
@@ -45,10 +47,18 @@ export function defaultSamplingParams(overrides: Partial<SamplingParams> = {}): 
     includeStopStrInOutput: false,
     skipSpecialTokens: true,
     detokenize: true,
+    logitBias: [],
     ...overrides,
   };
 }
 
 export function usesPenalties(p: SamplingParams): boolean {
   return p.presencePenalty !== 0 || p.frequencyPenalty !== 0 || p.repetitionPenalty !== 1;
+}
+
+/** Tokens that would end a sequence (EOS unless ignored, stop token ids): min_tokens keeps them from being
+ *  sampled until that many tokens are out, as vLLM does. */
+export function endingTokens(p: SamplingParams, eosIds: readonly number[]): number[] {
+  if (p.minTokens <= 0) return [];
+  return [...new Set([...(p.ignoreEos ? [] : eosIds), ...p.stopTokenIds])];
 }

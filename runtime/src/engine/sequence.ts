@@ -33,6 +33,8 @@ export class Sequence {
   epoch = 0;
   /** submitted steps that include it and whose results are not processed yet */
   inFlight = 0;
+  /** tokens kept from being sampled while fewer than params.minTokens are out (see endingTokens) */
+  endingTokens: readonly number[] = [];
 
   constructor(id: number, prompt: readonly number[], params: SamplingParams, seed: number, maxModelLen = Infinity) {
     this.id = id;

@@ -60,6 +60,10 @@ export interface StepBatch {
   outputTokens?: Int32Array;
   contextOffsets?: Int32Array;
   contextTokens?: Int32Array;
+  /** [R + 1] offsets into biasTokens/biasValues: additive logit biases per row (-Infinity bans) */
+  biasOffsets?: Int32Array;
+  biasTokens?: Int32Array;
+  biasValues?: Float32Array;
 }
 
 export interface StepResult {

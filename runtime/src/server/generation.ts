@@ -104,8 +104,7 @@ export function samplingParams(
     );
   }
   maxTokens ??= opts.defaultMax === 'rest' ? rest : Math.min(opts.defaultMax, rest);
-  if (body.logit_bias && Object.keys(body.logit_bias).length > 0)
-    throw badRequest('logit_bias is not supported.', 'logit_bias');
+  const logitBias = parseLogitBias(body.logit_bias, ctx.engine.model.config.vocabSize);
   const stop =
     body.stop === null || body.stop === undefined
       ? []
@@ -135,7 +134,29 @@ export function samplingParams(
     logprobs: opts.logprobs,
     includeStopStrInOutput: body.include_stop_str_in_output ?? false,
     skipSpecialTokens: body.skip_special_tokens ?? true,
+    logitBias,
   });
+}
+
+/** OpenAI's logit_bias: token id (as a string key) → a bias in [-100, 100] added to its logit. */
+function parseLogitBias(bias: Record<string, number> | null | undefined, vocab: number): [number, number][] {
+  if (!bias) return [];
+  const out: [number, number][] = [];
+  for (const [key, value] of Object.entries(bias)) {
+    const id = Number(key);
+    if (!/^\d+$/.test(key) || id >= vocab)
+      throw badRequest(
+        `logit_bias: ${JSON.stringify(key)} is not a token id of this model (0 to ${vocab - 1}).`,
+        'logit_bias',
+      );
+    if (!(value >= -100 && value <= 100))
+      throw badRequest(
+        `logit_bias: the bias of token ${key} must be between -100 and 100, got ${value}.`,
+        'logit_bias',
+      );
+    if (value !== 0) out.push([id, value]);
+  }
+  return out;
 }
 
 /** Everything one sequence produced, for a non-streaming response. */

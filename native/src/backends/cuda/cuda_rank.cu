@@ -431,16 +431,25 @@ namespace {
 std::vector<kernels::PenaltyEntry> penalty_entries(const StepInput& in) {
   std::vector<kernels::PenaltyEntry> out;
   const SamplingInputs& s = in.sampling;
+  const bool any_bias = !s.bias_offsets.empty();
   for (int r = 0; r < in.num_rows(); r++) {
     const bool rep = s.repetition_penalty[r] != 1.0f;
     const bool freq = s.frequency_penalty[r] != 0.0f || s.presence_penalty[r] != 0.0f;
-    if (!rep && !freq) continue;
-    std::unordered_map<int32_t, std::pair<int32_t, int32_t>> m;  // token → (output count, in context)
+    const bool bias = any_bias && s.bias_offsets[r + 1] > s.bias_offsets[r];
+    if (!rep && !freq && !bias) continue;
+    std::unordered_map<int32_t, kernels::PenaltyEntry> m;  // one entry per token of the row
+    const auto at = [&](int32_t tok) -> kernels::PenaltyEntry& {
+      auto [it, fresh] = m.try_emplace(tok);
+      if (fresh) it->second = {r, tok, 0, 0};
+      return it->second;
+    };
     if (freq)
-      for (int i = s.output_offsets[r]; i < s.output_offsets[r + 1]; i++) m[s.output_tokens[i]].first++;
+      for (int i = s.output_offsets[r]; i < s.output_offsets[r + 1]; i++) at(s.output_tokens[i]).output_count++;
     if (rep)
-      for (int i = s.context_offsets[r]; i < s.context_offsets[r + 1]; i++) m[s.context_tokens[i]].second = 1;
-    for (auto& [tok, v] : m) out.push_back({r, tok, v.first, v.second});
+      for (int i = s.context_offsets[r]; i < s.context_offsets[r + 1]; i++) at(s.context_tokens[i]).in_context = 1;
+    if (bias)
+      for (int i = s.bias_offsets[r]; i < s.bias_offsets[r + 1]; i++) at(s.bias_tokens[i]).bias += s.bias_values[i];
+    for (auto& [tok, e] : m) out.push_back(e);
   }
   return out;
 }
