@@ -1,6 +1,7 @@
 /** Conditions from what the cluster shows (pure): a table of situations and the status they produce. */
 import { describe, expect, it } from 'vitest';
 import type { InferenceDeployment } from '../../operator/src/api/types.ts';
+import { crEventKey } from '../../operator/src/controller/controller.ts';
 import { computeStatus, type DeploymentView, type PodView, sameJson } from '../../operator/src/controller/status.ts';
 import { planFor } from '../../operator/src/plan/plan.ts';
 
@@ -227,5 +228,33 @@ describe('status fields', () => {
   it('sameJson ignores key order and undefined fields', () => {
     expect(sameJson({ a: 1, b: { c: [1, 2] }, d: undefined }, { b: { c: [1, 2] }, a: 1 })).toBe(true);
     expect(sameJson({ a: [1, 2] }, { a: [2, 1] })).toBe(false);
+  });
+});
+
+describe('which CR events bring a reconcile', () => {
+  const ready = (status: 'True' | 'False'): InferenceDeployment['status'] => ({
+    observedGeneration: 2,
+    conditions: [
+      {
+        type: 'Ready',
+        status,
+        reason: status === 'True' ? 'ReplicasReady' : 'ReplicasNotReady',
+        message: '',
+        lastTransitionTime: now.toISOString(),
+      },
+    ],
+  });
+  it('spec changes, deletion and changes to the reconciler status do; autoscaler-only status changes do not', () => {
+    const base = cr({}, ready('True'));
+    expect(crEventKey(base, 'add')).toBe('ml/chat');
+    expect(crEventKey({ ...base, metadata: { ...base.metadata, generation: 3 } }, 'update', base)).toBe('ml/chat');
+    expect(
+      crEventKey({ ...base, metadata: { ...base.metadata, deletionTimestamp: now.toISOString() } }, 'update', base),
+    ).toBe('ml/chat');
+    // An older write of ours arriving late (Ready True -> False in the cache) must be looked at again.
+    expect(crEventKey(cr({}, ready('False')), 'update', base)).toBe('ml/chat');
+    expect(crEventKey(cr({}, ready('True')), 'update', base)).toBeUndefined();
+    const scaled = cr({}, { ...ready('True'), autoscaling: { desiredReplicas: 3 } } as InferenceDeployment['status']);
+    expect(crEventKey(scaled, 'update', base)).toBeUndefined();
   });
 });

@@ -16,7 +16,7 @@ import { MANAGED_BY, NAME_LABEL } from '../plan/names.ts';
 import type { PlanOptions } from '../plan/plan.ts';
 import { WorkQueue } from './queue.ts';
 import { AppliedMemo, type ChildObject, type ReconcileDeps, reconcile } from './reconcile.ts';
-import type { DeploymentView, PodView } from './status.ts';
+import { type DeploymentView, type PodView, reconcilerStatus, sameJson } from './status.ts';
 import { trimCustomResource, trimDeployment, trimHorizontalPodAutoscaler, trimPod, trimToMetadata } from './trim.ts';
 
 export interface ControllerOptions {
@@ -136,14 +136,7 @@ export class Controller {
     const crs = this.informer<InferenceDeployment & Labelled>(
       'inferencedeployments',
       RESOURCES.inferenceDeployment,
-      (obj, type, old) => {
-        // Status writes (ours, mostly) do not change what to do: only spec changes (generation) and
-        // deletion do. Everything else is caught by child events and the periodic resync.
-        if (type === 'update' && old && old.metadata.generation === obj.metadata.generation) {
-          if (!obj.metadata.deletionTimestamp || old.metadata.deletionTimestamp) return undefined;
-        }
-        return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : undefined;
-      },
+      crEventKey,
       trimCustomResource,
     );
     this.crs = crs;
@@ -234,4 +227,20 @@ export class Controller {
     }
     return counts;
   }
+}
+
+/**
+ * Which CR events need a reconcile: spec changes (generation), the start of deletion, and changes to
+ * the reconciler's own status. The last are mostly our writes coming back (a no-op reconcile then), but
+ * a reconcile compares what it computes with the cache: if the cache still showed an older status, an
+ * equal-looking decision was not written, and only this event brings the CR back to be fixed.
+ * Autoscaler-only status changes do not.
+ */
+export function crEventKey(obj: InferenceDeployment, type: EventType, old?: InferenceDeployment): string | undefined {
+  if (type === 'update' && old && old.metadata.generation === obj.metadata.generation) {
+    const deletionStarted = !!obj.metadata.deletionTimestamp && !old.metadata.deletionTimestamp;
+    const ourStatusChanged = !sameJson(reconcilerStatus(old.status), reconcilerStatus(obj.status));
+    if (!deletionStarted && !ourStatusChanged) return undefined;
+  }
+  return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : undefined;
 }
