@@ -232,6 +232,12 @@ const cases: Case[] = [
     message: /logit_bias: "99999999" is not a token id/,
   },
   {
+    name: 'logit_bias with too many tokens',
+    body: { prompt: 'hi', logit_bias: Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [String(i), 1])) },
+    status: 400,
+    message: /logit_bias: at most 1024 tokens, got 1025/,
+  },
+  {
     name: 'logit_bias above 100',
     body: { prompt: 'hi', logit_bias: { '1': 101 } },
     status: 400,

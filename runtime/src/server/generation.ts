@@ -138,9 +138,14 @@ export function samplingParams(
   });
 }
 
+/** Every step re-sends a request's biases: bound them. */
+const MAX_LOGIT_BIAS = 1024;
+
 /** OpenAI's logit_bias: token id (as a string key) → a bias in [-100, 100] added to its logit. */
 function parseLogitBias(bias: Record<string, number> | null | undefined, vocab: number): [number, number][] {
   if (!bias) return [];
+  const n = Object.keys(bias).length;
+  if (n > MAX_LOGIT_BIAS) throw badRequest(`logit_bias: at most ${MAX_LOGIT_BIAS} tokens, got ${n}.`, 'logit_bias');
   const out: [number, number][] = [];
   for (const [key, value] of Object.entries(bias)) {
     const id = Number(key);
