@@ -4,8 +4,9 @@
  *   2. whole models on the CUDA backend against HF transformers (random weights made on the GPU by
  *      make_models.py) and against the CPU backend (whole-model.ts);
  *   3. the HTTP server on the CUDA backend, end to end (serve-smoke.ts);
- *   4. with 2 or more GPUs: tensor parallelism (2 GPUs) against one GPU, refusals, and the collective
- *      watchdog (tensor-parallel.ts). With one GPU this is listed as SKIP in the summary.
+ *   4. with 2 or more GPUs: the one-shot all-reduce on every GPU (kernels/tests/all_reduce.cu), and
+ *      tensor parallelism at 2 (and 4, 8 when the machine has them) against one GPU, refusals, and the
+ *      collective watchdog (tensor-parallel.ts). With one GPU this is listed as SKIP in the summary.
  * Without a GPU it says so and fails, unless invoked as `npm run test:gpu -- --skip-if-no-gpu`.
  * Needs a CUDA build of the engine (PAGODA_CUDA=1 npm run build:native) and python3 with torch and
  * transformers for the references.
@@ -54,11 +55,13 @@ run('HTTP server on the CUDA backend', process.execPath, [
 const gpus = loadNative().gpuCount?.() ?? 0;
 if (gpus >= 2) {
   run('one-shot all-reduce (peer-to-peer) on every GPU', buildKernelProgram('all_reduce', ncclArgs()), []);
-  run('tensor parallelism: TP=2 vs TP=1, refusals, watchdog', process.execPath, [
-    join(ROOT, 'test', 'gpu', 'tensor-parallel.ts'),
-    models,
-    '2',
-  ]);
+  // Every tensor-parallel size the machine has GPUs for.
+  for (const tp of [2, 4, 8].filter((n) => n <= gpus))
+    run(`tensor parallelism: TP=${tp} vs TP=1, refusals, watchdog`, process.execPath, [
+      join(ROOT, 'test', 'gpu', 'tensor-parallel.ts'),
+      models,
+      String(tp),
+    ]);
 } else {
   results.push({ name: 'tensor parallelism', status: 'SKIP', why: `needs 2 GPUs, ${gpus} visible` });
 }
