@@ -168,11 +168,13 @@ describe('built-in autoscaler on real runtime metrics', () => {
     expect(dep.metadata.name).toBe(NAME);
     const cr = await getCr();
     expect(cr.status?.autoscaling?.lastScaleTime).toBeDefined();
-    const events = await cluster.client.list<Obj>(collectionPath(RESOURCES.event, ns), {
-      fieldSelector: `involvedObject.name=${NAME},reason=ScaledUp`,
+    // Events are written after the decision they report, asynchronously: wait for it.
+    await eventually('a ScaledUp Event saying → 3', async () => {
+      const events = await cluster.client.list<Obj>(collectionPath(RESOURCES.event, ns), {
+        fieldSelector: `involvedObject.name=${NAME},reason=ScaledUp`,
+      });
+      return events.items.some((e) => String(e.message).includes('→ 3 replicas'));
     });
-    expect(events.items.length).toBeGreaterThanOrEqual(1);
-    expect(events.items.map((e) => e.message).join('\n')).toContain('→ 3 replicas');
   });
 
   it('the third pod is Pending for lack of GPUs: more load adds no replica, ScalingLimited says why', async () => {
@@ -238,10 +240,13 @@ describe('built-in autoscaler on real runtime metrics', () => {
     console.log(`scale-down came ${afterMs} ms after the load stopped (scale-down window ${SCALE_DOWN_S} s)`);
     // The last recommendation of 3 or more was made at most one interval before the load stopped.
     expect(afterMs).toBeGreaterThanOrEqual((SCALE_DOWN_S - INTERVAL_S) * 1000);
-    const events = await cluster.client.list<Obj>(collectionPath(RESOURCES.event, ns), {
-      fieldSelector: `involvedObject.name=${NAME},reason=ScaledDown`,
+    // Events are written after the decision they report, asynchronously: wait for it.
+    await eventually('a ScaledDown Event saying 3 → 1', async () => {
+      const events = await cluster.client.list<Obj>(collectionPath(RESOURCES.event, ns), {
+        fieldSelector: `involvedObject.name=${NAME},reason=ScaledDown`,
+      });
+      return events.items.some((e) => String(e.message).includes('3 → 1 replicas'));
     });
-    expect(events.items.map((e) => e.message).join('\n')).toContain('3 → 1 replicas');
     // The Pending pod went first; nothing is short of GPUs any more.
     await eventually('ScalingLimited no longer InsufficientGPUs, Degraded=False', async () => {
       const c = await getCr();

@@ -201,11 +201,14 @@ describe('an example InferenceDeployment', () => {
   });
 
   it('records Events for its decisions', async () => {
-    const events = await cluster.client.list<Obj>(collectionPath(RESOURCES.event, ns), {
-      fieldSelector: `involvedObject.name=${name},involvedObject.kind=InferenceDeployment`,
+    // Events are written asynchronously, after the decisions they report.
+    await eventually('Planned, Created, Ready and Replanned Events', async () => {
+      const events = await cluster.client.list<Obj>(collectionPath(RESOURCES.event, ns), {
+        fieldSelector: `involvedObject.name=${name},involvedObject.kind=InferenceDeployment`,
+      });
+      const reasons = new Set(events.items.map((e) => e.reason));
+      return ['Planned', 'Created', 'Ready', 'Replanned'].every((r) => reasons.has(r));
     });
-    const reasons = new Set(events.items.map((e) => e.reason));
-    for (const r of ['Planned', 'Created', 'Ready', 'Replanned']) expect(reasons).toContain(r);
   });
 
   it('garbage-collects the children when the CR is deleted', async () => {
@@ -240,10 +243,12 @@ describe('refusals and shortages', () => {
       status: 404,
     });
     expect(await podsOf('too-big')).toHaveLength(0);
-    const events = await cluster.client.list<Obj>(collectionPath(RESOURCES.event, ns), {
-      fieldSelector: 'involvedObject.name=too-big',
+    await eventually('a DoesNotFit Warning Event', async () => {
+      const events = await cluster.client.list<Obj>(collectionPath(RESOURCES.event, ns), {
+        fieldSelector: 'involvedObject.name=too-big',
+      });
+      return events.items.some((e) => e.type === 'Warning' && e.reason === 'DoesNotFit');
     });
-    expect(events.items.some((e) => e.type === 'Warning' && e.reason === 'DoesNotFit')).toBe(true);
   });
 
   it('does not take over a same-named object it does not own', async () => {
