@@ -35,6 +35,24 @@ struct OneShotAllReduceParams {
   int rank, world;
 };
 
+// The parameters of one call: rank `rank` of `world` sums data[0, n) in place through every rank's
+// staging buffer and flags (indexed by rank).
+inline OneShotAllReduceParams one_shot_params(float* data, int64_t n, float* const* staging, uint64_t* const* flags,
+                                              uint64_t* epochs, int64_t capacity, int rank, int world) {
+  OneShotAllReduceParams p{};
+  p.data = data;
+  for (int r = 0; r < world && r < kAllReduceMaxRanks; r++) {
+    p.staging[r] = staging[r];
+    p.flags[r] = flags[r];
+  }
+  p.epochs = epochs;
+  p.n = n;
+  p.capacity = capacity;
+  p.rank = rank;
+  p.world = world;
+  return p;
+}
+
 __device__ __forceinline__ void store_release_system(uint64_t* p, uint64_t v) {
   asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }

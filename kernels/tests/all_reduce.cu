@@ -59,7 +59,6 @@ struct Rank {
   uint64_t *flags, *epochs;
   int* call;
   unsigned long long* errors;
-  OneShotAllReduceParams params;
 };
 
 void on_all(std::vector<Rank>& ranks, const std::function<void(Rank&)>& job) {
@@ -73,18 +72,14 @@ void on_all(std::vector<Rank>& ranks, const std::function<void(Rank&)>& job) {
 }
 
 OneShotAllReduceParams params_for(const std::vector<Rank>& ranks, int rank, int64_t n) {
-  OneShotAllReduceParams p{};
-  p.data = ranks[rank].data;
+  float* staging[kAllReduceMaxRanks] = {};
+  uint64_t* flags[kAllReduceMaxRanks] = {};
   for (size_t r = 0; r < ranks.size(); r++) {
-    p.staging[r] = ranks[r].staging;
-    p.flags[r] = ranks[r].flags;
+    staging[r] = ranks[r].staging;
+    flags[r] = ranks[r].flags;
   }
-  p.epochs = ranks[rank].epochs;
-  p.n = n;
-  p.capacity = kCapacity;
-  p.rank = rank;
-  p.world = static_cast<int>(ranks.size());
-  return p;
+  return one_shot_params(ranks[rank].data, n, staging, flags, ranks[rank].epochs, kCapacity, rank,
+                         static_cast<int>(ranks.size()));
 }
 
 bool check(std::vector<Rank>& ranks) {

@@ -113,19 +113,22 @@ std::vector<float> WeightStore::read_f32(const std::string& name) const {
   return out;
 }
 
-std::vector<float> WeightStore::read_f32(const std::string& name, const std::vector<int64_t>& expect) const {
+const TensorEntry& WeightStore::entry(const std::string& name, const std::vector<int64_t>& expect) const {
   const TensorEntry& e = entry(name);
   if (e.shape != expect)
     throw EngineError(e.file + ": tensor " + name + " has shape " + shape_str(e.shape) + ", expected " +
                       shape_str(expect));
+  return e;
+}
+
+std::vector<float> WeightStore::read_f32(const std::string& name, const std::vector<int64_t>& expect) const {
+  entry(name, expect);
   return read_f32(name);
 }
 
 std::vector<uint16_t> WeightStore::read_bf16(const std::string& name, const std::vector<int64_t>& expect, int64_t r0, int64_t nr,
                                              int64_t c0, int64_t nc) const {
-  const TensorEntry& e = entry(name);
-  if (e.shape != expect)
-    throw EngineError(e.file + ": tensor " + name + " has shape " + shape_str(e.shape) + ", expected " + shape_str(expect));
+  const TensorEntry& e = entry(name, expect);
   if (expect.size() != 2 || r0 < 0 || nr < 0 || r0 + nr > expect[0] || c0 < 0 || nc < 0 || c0 + nc > expect[1])
     throw EngineError("read_bf16: slice outside tensor " + name + " of shape " + shape_str(expect));
   const int64_t k = expect[1];

@@ -34,6 +34,8 @@ class WeightStore {
 
   bool has(const std::string& name) const;
   const TensorEntry& entry(const std::string& name) const;
+  // Same, throwing if the tensor's shape is not `expect`.
+  const TensorEntry& entry(const std::string& name, const std::vector<int64_t>& expect) const;
   // Decodes the whole tensor to float32 (rope permutation undone). Throws EngineError if missing.
   std::vector<float> read_f32(const std::string& name) const;
   // Same, checking the shape first.

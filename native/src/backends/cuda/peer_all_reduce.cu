@@ -8,18 +8,8 @@ static_assert(kPeerMaxRanks == kernels::kAllReduceMaxRanks && kPeerBlocks == ker
               "peer_all_reduce.h and kernels/all_reduce.cuh disagree on the one-shot all-reduce's layout");
 
 void PeerAllReduce::run(float* data, int64_t n, cudaStream_t stream) const {
-  kernels::OneShotAllReduceParams p{};
-  p.data = data;
-  for (int r = 0; r < world_; r++) {
-    p.staging[r] = peers_staging_[r];
-    p.flags[r] = peers_flags_[r];
-  }
-  p.epochs = epochs_.get();
-  p.n = n;
-  p.capacity = capacity_;
-  p.rank = rank_;
-  p.world = world_;
-  kernels::launch_one_shot_all_reduce(p, stream);
+  kernels::launch_one_shot_all_reduce(
+      kernels::one_shot_params(data, n, peers_staging_, peers_flags_, epochs_.get(), capacity_, rank_, world_), stream);
 }
 
 }  // namespace pagoda::cuda
