@@ -1,10 +1,12 @@
 // The one-shot all-reduce (all_reduce.cuh) on every visible GPU (at least 2), checked and timed
 // against NCCL in the same run.
-//   check:  sizes from 4 elements to the capacity; 500 back-to-back calls with no host sync between
-//           them, each call's inputs made on the device from its index and each result checked there
-//           (exact: small integers in float32), so a call that overtakes or lags a peer shows.
-//   --bench: then microseconds per all-reduce of float32 tensors, 8 KiB .. 8 MiB: NCCL eager, NCCL in a
-//           CUDA graph, one-shot in a CUDA graph (graphs of 20 back-to-back all-reduces, median replay).
+//   check:  float32 and bf16, sizes from 16 bytes to the capacity; 500 back-to-back calls with no host
+//           sync between them, each call's inputs made on the device from its index and each result
+//           checked there (exact: small integers, summed in float32 and rounded once to the element
+//           type), so a call that overtakes or lags a peer shows.
+//   --bench: then microseconds per all-reduce of float32 and bf16 tensors, 8 KiB .. 8 MiB: NCCL eager,
+//           NCCL in a CUDA graph, one-shot in a CUDA graph (graphs of 20 back-to-back all-reduces,
+//           median replay).
 // Exit status 1 if any result is wrong.
 #include <nccl.h>
 
@@ -29,24 +31,44 @@ using namespace pagoda::kernels;
     }                                                                                     \
   } while (0)
 
-constexpr int64_t kCapacity = (8LL << 20) / 4;  // elements per half of a staging buffer, as the engine
+constexpr int64_t kCapacityBytes = 8LL << 20;  // per half of a staging buffer, as the engine
 
-// Input of rank r for call c, element i: small integers, so every sum is exact in float32.
+// Input of rank r for call c, element i: small integers (exact in bf16 too), so every float32 sum is exact.
 __device__ __forceinline__ float input_value(int r, int c, int64_t i) { return static_cast<float>((r + 1) * (1 + (c % 13)) + (i % 7)); }
 
-__global__ void fill(float* x, int64_t n, int r, const int* call) {
+__device__ __forceinline__ float as_float(float x) { return x; }
+__device__ __forceinline__ float as_float(bf16 x) { return __bfloat162float(x); }
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ bf16 from_float<bf16>(float x) { return __float2bfloat16(x); }
+
+template <typename T>
+__global__ void fill(T* x, int64_t n, int r, const int* call) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<int64_t>(blockDim.x))
-    x[i] = input_value(r, *call, i);
+    x[i] = from_float<T>(input_value(r, *call, i));
 }
 
-// Compares with the exact sum, counts mismatches, and moves to the next call index.
-__global__ void verify(const float* x, int64_t n, int world, int* call, unsigned long long* errors) {
+// Compares with the exact sum rounded once to T, counts mismatches, and moves to the next call index.
+template <typename T>
+__global__ void verify(const T* x, int64_t n, int world, int* call, unsigned long long* errors) {
   const int c = *call;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<int64_t>(blockDim.x)) {
     float want = 0;
     for (int r = 0; r < world; r++) want += input_value(r, c, i);
-    if (x[i] != want) atomicAdd(errors, 1ULL);
+    if (as_float(x[i]) != as_float(from_float<T>(want))) atomicAdd(errors, 1ULL);
   }
+}
+
+template <typename T>
+constexpr const char* type_name() {
+  return sizeof(T) == 4 ? "float32" : "bf16";
+}
+template <typename T>
+constexpr ncclDataType_t nccl_type() {
+  return sizeof(T) == 4 ? ncclFloat32 : ncclBfloat16;
 }
 
 __global__ void next_call(int* call) { *call += 1; }
@@ -55,7 +77,7 @@ struct Rank {
   int dev;
   cudaStream_t stream;
   ncclComm_t comm;
-  float *data, *staging;
+  void *data, *staging;
   uint64_t *flags, *epochs;
   int* call;
   unsigned long long* errors;
@@ -71,31 +93,34 @@ void on_all(std::vector<Rank>& ranks, const std::function<void(Rank&)>& job) {
   for (auto& t : ts) t.join();
 }
 
-OneShotAllReduceParams params_for(const std::vector<Rank>& ranks, int rank, int64_t n) {
-  float* staging[kAllReduceMaxRanks] = {};
+OneShotAllReduceParams params_for(const std::vector<Rank>& ranks, int rank, int64_t bytes) {
+  void* staging[kAllReduceMaxRanks] = {};
   uint64_t* flags[kAllReduceMaxRanks] = {};
   for (size_t r = 0; r < ranks.size(); r++) {
     staging[r] = ranks[r].staging;
     flags[r] = ranks[r].flags;
   }
-  return one_shot_params(ranks[rank].data, n, staging, flags, ranks[rank].epochs, kCapacity, rank,
+  return one_shot_params(ranks[rank].data, bytes, staging, flags, ranks[rank].epochs, kCapacityBytes, rank,
                          static_cast<int>(ranks.size()));
 }
 
+template <typename T>
 bool check(std::vector<Rank>& ranks) {
   const int world = static_cast<int>(ranks.size());
   bool ok = true;
-  const int64_t sizes[] = {4, 1024, 4096, 4096 * 3, 5120 * 7, 4096 * 64, 5120 * 256, kCapacity};
+  constexpr int64_t per_vector = 16 / sizeof(T);
+  const int64_t sizes[] = {per_vector, 1024, 4096, 4096 * 3, 5120 * 7, 4096 * 64, 5120 * 256, kCapacityBytes / static_cast<int64_t>(sizeof(T))};
   for (int64_t n : sizes) {
     const int calls = n >= (1 << 20) ? 50 : 500;
     on_all(ranks, [&](Rank& r) {
       PAGODA_CUDA_CHECK(cudaMemsetAsync(r.call, 0, sizeof(int), r.stream));
       PAGODA_CUDA_CHECK(cudaMemsetAsync(r.errors, 0, sizeof(unsigned long long), r.stream));
-      const OneShotAllReduceParams p = params_for(ranks, r.dev, n);
+      const OneShotAllReduceParams p = params_for(ranks, r.dev, n * static_cast<int64_t>(sizeof(T)));
+      T* data = static_cast<T*>(r.data);
       for (int c = 0; c < calls; c++) {
-        fill<<<132, 256, 0, r.stream>>>(r.data, n, r.dev, r.call);
-        launch_one_shot_all_reduce(p, r.stream);
-        verify<<<132, 256, 0, r.stream>>>(r.data, n, world, r.call, r.errors);
+        fill<T><<<132, 256, 0, r.stream>>>(data, n, r.dev, r.call);
+        launch_one_shot_all_reduce<T>(p, r.stream);
+        verify<T><<<132, 256, 0, r.stream>>>(data, n, world, r.call, r.errors);
         next_call<<<1, 1, 0, r.stream>>>(r.call);
       }
       PAGODA_CUDA_CHECK(cudaStreamSynchronize(r.stream));
@@ -106,8 +131,8 @@ bool check(std::vector<Rank>& ranks) {
       const bool good = errors == 0;
       ok = ok && good;
       if (!good || r.dev == 0)
-        std::printf("%s  one-shot all-reduce, %d GPUs, %9lld floats x %3d calls, rank %d: %llu wrong elements\n", good ? "ok  " : "FAIL",
-                    world, static_cast<long long>(n), calls, r.dev, errors);
+        std::printf("%s  one-shot all-reduce, %d GPUs, %9lld %-7s x %3d calls, rank %d: %llu wrong elements\n", good ? "ok  " : "FAIL",
+                    world, static_cast<long long>(n), type_name<T>(), calls, r.dev, errors);
     }
   }
   return ok;
@@ -144,12 +169,13 @@ double graph_us(std::vector<Rank>& ranks, int reps, const std::function<void(Ran
   return times[times.size() / 2] * 1e3 / reps;
 }
 
+template <typename T>
 double eager_us(std::vector<Rank>& ranks, int64_t n) {
   std::vector<double> us;
   on_all(ranks, [&](Rank& r) {
     for (int it = 0; it < 200; it++) {
       const auto t0 = std::chrono::steady_clock::now();
-      NCCL_CHECK(ncclAllReduce(r.data, r.data, n, ncclFloat32, ncclSum, r.comm, r.stream));
+      NCCL_CHECK(ncclAllReduce(r.data, r.data, n, nccl_type<T>(), ncclSum, r.comm, r.stream));
       PAGODA_CUDA_CHECK(cudaStreamSynchronize(r.stream));
       const auto t1 = std::chrono::steady_clock::now();
       if (r.dev == 0 && it >= 20) us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
@@ -159,17 +185,18 @@ double eager_us(std::vector<Rank>& ranks, int64_t n) {
   return us[us.size() / 2];
 }
 
+template <typename T>
 void bench(std::vector<Rank>& ranks) {
-  std::printf("\nfloat32 all-reduce on %zu GPUs, microseconds per all-reduce (graph: median replay of 20 back-to-back)\n",
-              ranks.size());
+  std::printf("\n%s all-reduce on %zu GPUs, microseconds per all-reduce (graph: median replay of 20 back-to-back)\n",
+              type_name<T>(), ranks.size());
   std::printf("%10s  %12s  %12s  %14s  %8s\n", "bytes", "NCCL eager", "NCCL graph", "one-shot graph", "speedup");
   for (int64_t bytes = 8 << 10; bytes <= (8 << 20); bytes *= 4) {
-    const int64_t n = bytes / 4;
-    const double e = eager_us(ranks, n);
+    const int64_t n = bytes / static_cast<int64_t>(sizeof(T));
+    const double e = eager_us<T>(ranks, n);
     const double nccl = graph_us(ranks, 20, [&](Rank& r) {
-      NCCL_CHECK(ncclAllReduce(r.data, r.data, n, ncclFloat32, ncclSum, r.comm, r.stream));
+      NCCL_CHECK(ncclAllReduce(r.data, r.data, n, nccl_type<T>(), ncclSum, r.comm, r.stream));
     });
-    const double one = graph_us(ranks, 20, [&](Rank& r) { launch_one_shot_all_reduce(params_for(ranks, r.dev, n), r.stream); });
+    const double one = graph_us(ranks, 20, [&](Rank& r) { launch_one_shot_all_reduce<T>(params_for(ranks, r.dev, bytes), r.stream); });
     std::printf("%10lld  %12.1f  %12.1f  %14.1f  %7.2fx\n", static_cast<long long>(bytes), e, nccl, one, nccl / one);
   }
 }
@@ -204,19 +231,23 @@ int main(int argc, char** argv) {
     for (int p = 0; p < world; p++)
       if (p != r) PAGODA_CUDA_CHECK(cudaDeviceEnablePeerAccess(p, 0));
     PAGODA_CUDA_CHECK(cudaStreamCreateWithFlags(&k.stream, cudaStreamNonBlocking));
-    PAGODA_CUDA_CHECK(cudaMalloc(&k.data, kCapacity * 4));
-    PAGODA_CUDA_CHECK(cudaMalloc(&k.staging, 2 * kCapacity * 4));
+    PAGODA_CUDA_CHECK(cudaMalloc(&k.data, kCapacityBytes));
+    PAGODA_CUDA_CHECK(cudaMalloc(&k.staging, 2 * kCapacityBytes));
     PAGODA_CUDA_CHECK(cudaMalloc(&k.flags, sizeof(uint64_t) * kAllReduceBlocks * world));
     PAGODA_CUDA_CHECK(cudaMalloc(&k.epochs, sizeof(uint64_t) * kAllReduceBlocks));
     PAGODA_CUDA_CHECK(cudaMalloc(&k.call, sizeof(int)));
     PAGODA_CUDA_CHECK(cudaMalloc(&k.errors, sizeof(unsigned long long)));
-    PAGODA_CUDA_CHECK(cudaMemset(k.data, 0, kCapacity * 4));
+    PAGODA_CUDA_CHECK(cudaMemset(k.data, 0, kCapacityBytes));
     PAGODA_CUDA_CHECK(cudaMemset(k.flags, 0, sizeof(uint64_t) * kAllReduceBlocks * world));
     PAGODA_CUDA_CHECK(cudaMemset(k.epochs, 0, sizeof(uint64_t) * kAllReduceBlocks));
     PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
   }
-  const bool ok = check(ranks);
-  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) bench(ranks);
+  const bool ok_f32 = check<float>(ranks);
+  const bool ok = check<bf16>(ranks) && ok_f32;
+  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
+    bench<float>(ranks);
+    bench<bf16>(ranks);
+  }
   for (auto& c : comms) ncclCommDestroy(c);
   std::printf("one-shot all-reduce checks: %s\n", ok ? "all passed" : "FAILED");
   return ok ? 0 : 1;

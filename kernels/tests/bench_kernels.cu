@@ -2,7 +2,8 @@
 // test/gpu/run.ts in the same run):
 //   decode attention: achieved HBM bandwidth = bytes of K, V, q read once + output written, over time;
 //   prefill attention: TFLOP/s (causal: 4 * heads * D * sum of attended keys);
-//   the linear layers of one Qwen3-0.6B decode step (28 layers + LM head) on cuBLAS, graph-replayed.
+//   the linear layers of one decode step (Qwen3-0.6B; Qwen3-8B at TP=1 and 2), graph-replayed: cuBLAS and
+//   Pagoda's skinny kernel for M <= 4.
 // Timing: CUDA events, warm-up, median of repeated runs, inputs rotated across several buffers so
 // repeated runs do not read from L2.
 #include <cublas_v2.h>
@@ -15,6 +16,7 @@
 
 #include "decode_attention.cuh"
 #include "prefill_attention.cuh"
+#include "skinny_gemm.cuh"
 
 using namespace pagoda::kernels;
 
@@ -150,9 +152,18 @@ void bench_prefill(int S, int len) {
     cudaFree(p);
 }
 
-void bench_linear_step() {
-  const int H = 1024, Q = 2048, KV = 1024, I = 3072, V = 151936, L = 28;
-  const int shapes[4][2] = {{Q + 2 * KV, H}, {H, Q}, {2 * I, H}, {H, I}};  // (N, K)
+// Linear-layer shapes of one decode step: hidden, q, kv, MLP and vocabulary widths (this GPU's share
+// under tensor parallelism), layer count.
+struct StepShapes {
+  const char* name;
+  int H, Q, KV, I, V, L;
+};
+
+// The linear layers of one decode step (L layers + LM head), graph-replayed, with M rows: cuBLAS with
+// float32 or bf16 o/down outputs, and Pagoda's dispatch (skinny kernel for M <= 4, else cuBLAS; bf16 o/down).
+void bench_linear_step(const StepShapes& m, const std::vector<int>& rows) {
+  const int H = m.H, V = m.V, L = m.L, I = m.I;
+  const int shapes[4][2] = {{m.Q + 2 * m.KV, H}, {H, m.Q}, {2 * I, H}, {H, I}};  // (N, K)
   cublasHandle_t h;
   cublasCreate(&h);
   void* ws;
@@ -170,54 +181,63 @@ void bench_linear_step() {
     }
   bf16* lm = random_device(static_cast<size_t>(V) * H, 99);
   wbytes += static_cast<size_t>(V) * H * 2;
-  bf16* x = random_device(256 * static_cast<size_t>(I), 5);
+  const int max_rows = *std::max_element(rows.begin(), rows.end());
+  bf16* x = random_device(static_cast<size_t>(max_rows) * std::max({H, m.Q, I}), 5);
   void* y;
-  cudaMalloc(&y, 256 * static_cast<size_t>(V) * 4);
+  cudaMalloc(&y, static_cast<size_t>(max_rows) * std::max(V, 2 * I) * 4);
   cudaDeviceSynchronize();
-  for (int variant = 0; variant < 2; variant++)
-  for (int M : {1, 8, 64, 256}) {
-    const bool f32_proj = variant == 0;
-    auto step = [&]() {
-      const float one = 1.0f, zero = 0.0f;
-      for (int l = 0; l < L; l++)
-        for (int j = 0; j < 4; j++) {
-          const bool f32 = f32_proj && (j == 1 || j == 3);  // o and down feed the float32 residual stream
-          cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, shapes[j][0], M, shapes[j][1], &one, w[l * 4 + j], CUDA_R_16BF, shapes[j][1], x,
-                       CUDA_R_16BF, shapes[j][1], &zero, y, f32 ? CUDA_R_32F : CUDA_R_16BF, shapes[j][0], CUBLAS_COMPUTE_32F,
-                       CUBLAS_GEMM_DEFAULT);
+  const char* variants[] = {"cuBLAS, o/down out f32 ", "cuBLAS, o/down out bf16", "Pagoda (skinny if M<=4)"};
+  for (int variant = 0; variant < 3; variant++)
+    for (int M : rows) {
+      if (variant == 2 && M > kSkinnyMaxRows) continue;  // the same cuBLAS calls as the bf16 row
+      auto gemm = [&](const bf16* wt, int N, int K, bool f32) {
+        if (variant == 2) {
+          if (f32) launch_skinny_gemm(wt, x, static_cast<float*>(y), M, N, K, s);
+          else launch_skinny_gemm(wt, x, static_cast<bf16*>(y), M, N, K, s);
+          return;
         }
-      cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, V, M, H, &one, lm, CUDA_R_16BF, H, x, CUDA_R_16BF, H, &zero, y, CUDA_R_32F, V,
-                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    };
-    step();
-    cudaStreamSynchronize(s);
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
-    step();
-    cudaStreamEndCapture(s, &g);
-    cudaGraphInstantiate(&ge, g, 0);
-    cudaEvent_t a, b;
-    cudaEventCreate(&a);
-    cudaEventCreate(&b);
-    std::vector<float> t;
-    for (int i = 0; i < 33; i++) {
-      cudaEventRecord(a, s);
-      cudaGraphLaunch(ge, s);
-      cudaEventRecord(b, s);
-      cudaEventSynchronize(b);
-      float ms;
-      cudaEventElapsedTime(&ms, a, b);
-      if (i >= 3) t.push_back(ms);
+        const float one = 1.0f, zero = 0.0f;
+        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, wt, CUDA_R_16BF, K, x, CUDA_R_16BF, K, &zero, y,
+                     f32 ? CUDA_R_32F : CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      };
+      auto step = [&]() {
+        for (int l = 0; l < L; l++)
+          for (int j = 0; j < 4; j++) gemm(w[l * 4 + j], shapes[j][0], shapes[j][1], variant == 0 && (j == 1 || j == 3));
+        gemm(lm, V, H, true);  // logits are float32
+      };
+      step();
+      cudaStreamSynchronize(s);
+      cudaGraph_t g;
+      cudaGraphExec_t ge;
+      cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+      step();
+      cudaStreamEndCapture(s, &g);
+      cudaGraphInstantiate(&ge, g, 0);
+      cudaEvent_t a, b;
+      cudaEventCreate(&a);
+      cudaEventCreate(&b);
+      std::vector<float> t;
+      for (int i = 0; i < 33; i++) {
+        cudaEventRecord(a, s);
+        cudaGraphLaunch(ge, s);
+        cudaEventRecord(b, s);
+        cudaEventSynchronize(b);
+        float ms;
+        cudaEventElapsedTime(&ms, a, b);
+        if (i >= 3) t.push_back(ms);
+      }
+      std::sort(t.begin(), t.end());
+      const float ms = t[t.size() / 2];
+      std::printf("decode-step GEMMs %-15s M=%-4d %s %9.1f us  weights %.2f GB -> %.2f TB/s\n", m.name, M, variants[variant],
+                  ms * 1e3, wbytes / 1e9, wbytes / (ms * 1e-3) / 1e12);
+      cudaGraphExecDestroy(ge);
+      cudaGraphDestroy(g);
     }
-    std::sort(t.begin(), t.end());
-    const float ms = t[t.size() / 2];
-    std::printf("decode-step GEMMs M=%-4d o/down out %s               %9.1f us  weights %.2f GB -> %.2f TB/s\n", M, f32_proj ? "f32 " : "bf16",
-                ms * 1e3, wbytes / 1e9, wbytes / (ms * 1e-3) / 1e12);
-    cudaGraphExecDestroy(ge);
-    cudaGraphDestroy(g);
-  }
   PAGODA_CUDA_CHECK(cudaGetLastError());
+  for (bf16* p : w) cudaFree(p);
+  for (void* p : {static_cast<void*>(lm), static_cast<void*>(x), y, ws}) cudaFree(p);
+  cublasDestroy(h);
+  cudaStreamDestroy(s);
 }
 
 int main() {
@@ -234,6 +254,9 @@ int main() {
   bench_decode(64, 4096, 64);
   bench_prefill(1, 8192);
   bench_prefill(64, 512);
-  bench_linear_step();
+  bench_linear_step({"Qwen3-0.6B", 1024, 2048, 1024, 3072, 151936, 28}, {1, 2, 4, 8, 64, 256});
+  // Qwen3-8B: one GPU's share at TP=1 and TP=2 (the LM head whole on rank 0, as the engine runs it)
+  bench_linear_step({"Qwen3-8B TP=1", 4096, 4096, 1024, 12288, 151936, 36}, {1, 4});
+  bench_linear_step({"Qwen3-8B TP=2", 4096, 2048, 512, 6144, 151936, 36}, {1, 4});
   return 0;
 }

@@ -19,6 +19,7 @@
 #include "qkv_rope.cuh"
 #include "reference.h"
 #include "sampling.cuh"
+#include "skinny_gemm.cuh"
 
 using namespace pagoda;
 using namespace pagoda::kernels;
@@ -49,6 +50,9 @@ std::vector<uint16_t> random_bf16(size_t n, float scale = 1.0f) {
   for (auto& x : v) x = f_to_bf16(d(rng));
   return v;
 }
+
+inline float to_host_float(float x) { return x; }
+inline float to_host_float(bf16 x) { return __bfloat162float(x); }
 
 void report(const std::string& name, double err, bool all_written, double tol = 1e-2) {
   checks++;
@@ -343,6 +347,35 @@ void check_silu(int T, int I) {
   report("silu_and_mul T=" + std::to_string(T) + " I=" + std::to_string(I), err, written);
 }
 
+// ---- skinny GEMM (decode-step linear layers, M <= 4) ---------------------------------------------
+
+template <typename OutT>
+void check_skinny_gemm(int M, int N, int K) {
+  auto w = random_bf16(static_cast<size_t>(N) * K), x = random_bf16(static_cast<size_t>(M) * K);
+  Dev<bf16> dw(w.size()), dx(x.size());
+  Dev<OutT> dy(static_cast<size_t>(M) * N);
+  dw.put(*reinterpret_cast<std::vector<bf16>*>(&w));
+  dx.put(*reinterpret_cast<std::vector<bf16>*>(&x));
+  dy.poison();
+  launch_skinny_gemm(dw.p, dx.p, dy.p, M, N, K, nullptr);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto got = dy.get();
+  std::vector<double> ref(got.size());
+#pragma omp parallel for
+  for (int n = 0; n < N; n++)
+    for (int m = 0; m < M; m++) {
+      double acc = 0;
+      for (int k = 0; k < K; k++) acc += double(bf16_to_f(w[static_cast<size_t>(n) * K + k])) * bf16_to_f(x[static_cast<size_t>(m) * K + k]);
+      ref[static_cast<size_t>(m) * N + n] = acc;
+    }
+  bool written;
+  double err = rel_err([&](size_t i) { return static_cast<double>(to_host_float(got[i])); }, [&](size_t i) { return ref[i]; },
+                       got.size(), written);
+  char name[200];
+  std::snprintf(name, sizeof name, "skinny_gemm M=%d N=%d K=%d out=%s", M, N, K, sizeof(OutT) == 4 ? "f32" : "bf16");
+  report(name, err, written, sizeof(OutT) == 4 ? 1e-4 : 1e-2);
+}
+
 // ---- sampling ------------------------------------------------------------------------------------
 
 void check_sampling(int R, int V) {
@@ -561,6 +594,15 @@ void check_rejections() {
   }
   if (!(rejected && rejected2)) failures++;
   std::printf("%-4s %-78s\n", rejected && rejected2 ? "ok" : "FAIL", "unsupported head_dim (96 decode, 256 prefill) rejected with a clear error");
+  checks++;
+  bool rejected3 = false;
+  try {
+    launch_skinny_gemm<float>(nullptr, nullptr, nullptr, 1, 8, 12, nullptr);
+  } catch (const std::exception& e) {
+    rejected3 = std::string(e.what()).find("K a multiple of 8") != std::string::npos;
+  }
+  if (!rejected3) failures++;
+  std::printf("%-4s %-78s\n", rejected3 ? "ok" : "FAIL", "skinny_gemm with K not a multiple of 8 rejected with a clear error");
 }
 
 int main() {
@@ -593,6 +635,14 @@ int main() {
     check_qkv_rope(37, 16, 8, D, true, false);
     check_qkv_rope(5, 14, 2, D, false, true);
   }
+  // skinny GEMM: every M it serves, K with and without a partial round (K / 8 not a multiple of 128),
+  // Qwen3-0.6B / 8B-TP=2 shapes, both output types
+  for (int M = 1; M <= 4; M++) check_skinny_gemm<float>(M, 1000, 1024);
+  check_skinny_gemm<bf16>(1, 4096, 1024);
+  check_skinny_gemm<bf16>(3, 517, 200);
+  check_skinny_gemm<float>(2, 4096, 6144);
+  check_skinny_gemm<bf16>(4, 3072, 4096);
+  check_skinny_gemm<float>(1, 151936, 1024);
   check_silu(9, 3072);
   check_silu(64, 1536);
   check_decode_indirect();

@@ -114,7 +114,7 @@ class CudaBackend final : public Backend {
         enable_peer_access(r, world);
         peers[r] = &ranks_[r]->start_peer_all_reduce();
       });
-      std::vector<float*> staging;
+      std::vector<void*> staging;
       std::vector<uint64_t*> flags;
       for (PeerAllReduce* p : peers) {
         staging.push_back(p->staging());

@@ -228,10 +228,14 @@ void CudaRank::size_workspace() {
   blocks_cap_ = (max_len + bs_ - 1) / bs_;
   const int64_t T = max_tokens_, H = cfg_.hidden_size, I = cfg_.intermediate_size, Q = cfg_.q_size(), KV = cfg_.kv_size();
   residual_ = DeviceArray<float>(T * H);
-  // The o / down projections' output: bf16 by default, float32 with PAGODA_PROJ_DTYPE=f32 — and always
-  // float32 under tensor parallelism, where the ranks' partial sums are added by the all-reduce.
+  // The o / down projections' output: bf16 by default, float32 with PAGODA_PROJ_DTYPE=f32. Under tensor
+  // parallelism it is also what the all-reduce adds: bf16 halves its bytes (each rank's partial sum is
+  // rounded once, the total is added in float32 and rounded once, as HF transformers and vLLM do).
   const char* pd = std::getenv("PAGODA_PROJ_DTYPE");
-  proj_f32_ = shard_.world > 1 || (pd != nullptr && std::string(pd) == "f32");
+  const std::string proj_dtype = pd != nullptr && *pd != '\0' ? pd : "bf16";
+  if (proj_dtype != "bf16" && proj_dtype != "f32")
+    throw EngineError("PAGODA_PROJ_DTYPE=" + proj_dtype + " is not a type: use bf16 (the default) or f32");
+  proj_f32_ = proj_dtype == "f32";
   if (proj_f32_) proj_ = DeviceArray<float>(T * H);
   else proj_bf16_ = DeviceArray<bf16>(T * H);
   h_ = DeviceArray<bf16>(T * H);
@@ -279,7 +283,7 @@ PeerAllReduce& CudaRank::start_peer_all_reduce() {
 }
 
 void CudaRank::connect() {
-  nccl_all_reduce(proj_.get(), cfg_.hidden_size);
+  nccl_all_reduce(cfg_.hidden_size);
   all_reduce_projection(1);
   check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(connect)");
 }
@@ -398,18 +402,20 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
   linear(cublas_, hl_.get(), R, lm_head_.w, logits_.get(), true);
 }
 
-// Sums the row-parallel projection of every rank, in place (float32), on this rank's stream: in one
+// Sums the row-parallel projection of every rank, in place (its own type), on this rank's stream: in one
 // peer-to-peer kernel when it is small enough (decode steps), else through NCCL. Every rank takes the
 // same path for the same T.
 void CudaRank::all_reduce_projection(int T) {
   if (comm_ == nullptr) return;
   const int64_t n = static_cast<int64_t>(T) * cfg_.hidden_size;
-  if (peer_ && peer_->fits(n)) peer_->run(proj_.get(), n, stream_);
-  else nccl_all_reduce(proj_.get(), n);
+  if (peer_ && peer_->fits(n * (proj_f32_ ? 4 : 2))) peer_->run(proj(), n, !proj_f32_, stream_);
+  else nccl_all_reduce(n);
 }
 
-void CudaRank::nccl_all_reduce(float* data, int64_t n) {
-  check_nccl(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_, stream_), "ncclAllReduce");
+// The first n elements of the projection buffer.
+void CudaRank::nccl_all_reduce(int64_t n) {
+  check_nccl(ncclAllReduce(proj(), proj(), static_cast<size_t>(n), proj_f32_ ? ncclFloat32 : ncclBfloat16, ncclSum, comm_, stream_),
+             "ncclAllReduce");
 }
 
 void* CudaRank::proj() const { return proj_f32_ ? static_cast<void*>(proj_.get()) : static_cast<void*>(proj_bf16_.get()); }

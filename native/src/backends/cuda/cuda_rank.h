@@ -1,8 +1,9 @@
 // One GPU's share of the model: its shard of the weights and of every KV block in device memory, its
 // stream, cuBLAS handle, workspace and decode graphs. With tensor parallelism 1 the shard is the whole
 // model; with N > 1 every rank runs the same forward on its heads and MLP columns, and the row-parallel
-// projections (o, down) are summed across ranks by an NCCL all-reduce. Rank 0 alone computes logits and
-// samples. All calls on a rank come from its own host thread (see RankThreads).
+// projections (o, down) are summed across ranks by an all-reduce (one-shot peer-to-peer or NCCL). Rank
+// 0 alone computes logits and samples. All calls on a rank come from its own host thread (see
+// RankThreads).
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -94,7 +95,7 @@ class CudaRank {
   void upload_inputs(const StepInput& in, const StepPlan& plan, int bucket);
   void forward(int T, int E, bool identity_entries, int NT, int R, int splits);
   void all_reduce_projection(int T);
-  void nccl_all_reduce(float* data, int64_t n);
+  void nccl_all_reduce(int64_t n);
   void* proj() const;
   void add_norm(bool first, const bf16* weight, bf16* out, const int32_t* rows, int n);
   void sample(const StepInput& in, StepOutput& out, int R);

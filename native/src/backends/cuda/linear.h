@@ -1,12 +1,16 @@
-// Linear layers on cuBLAS: Y[M, N] = X[M, K] · W[N, K]^T with bf16 inputs and f32 accumulation; Y is
-// bf16 (feeding another kernel) or f32 (feeding the float32 residual stream or the sampler).
+// Linear layers: Y[M, N] = X[M, K] · W[N, K]^T with bf16 inputs and f32 accumulation; Y is bf16 (feeding
+// another kernel) or f32 (feeding the float32 residual stream or the sampler). Decode steps of up to
+// four sequences go through Pagoda's skinny kernel (kernels/skinny_gemm.cuh), larger ones through cuBLAS.
+// PAGODA_LINEAR=cublas sends every product to cuBLAS, for comparisons.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "engine/errors.h"
+#include "skinny_gemm.cuh"
 
 namespace pagoda::cuda {
 
@@ -19,9 +23,28 @@ struct Weight {
   int n = 0, k = 0;
 };
 
+// Whether products of a few rows may use the skinny kernel (read once from the environment).
+inline bool skinny_linear_enabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("PAGODA_LINEAR");
+    const std::string mode = env != nullptr && *env != '\0' ? env : "auto";
+    if (mode != "auto" && mode != "cublas")
+      throw EngineError("PAGODA_LINEAR=" + mode + " is not a mode: use auto (skinny kernel up to 4 rows) or cublas");
+    return mode == "auto";
+  }();
+  return enabled;
+}
+
 // cuBLAS is column-major: computing Y^T[N, M] = W[N, K] · X^T[K, M] reads both row-major arrays as they are.
 inline void linear(cublasHandle_t h, const __nv_bfloat16* x, int m, const Weight& w, void* y, bool y_f32) {
   if (m == 0) return;
+  if (skinny_linear_enabled() && kernels::skinny_gemm_supports(m, w.k, w.data, x)) {
+    cudaStream_t s = nullptr;
+    check_cublas(cublasGetStream(h, &s), "cublasGetStream");
+    if (y_f32) kernels::launch_skinny_gemm(w.data, x, static_cast<float*>(y), m, w.n, w.k, s);
+    else kernels::launch_skinny_gemm(w.data, x, static_cast<__nv_bfloat16*>(y), m, w.n, w.k, s);
+    return;
+  }
   const float alpha = 1.0f, beta = 0.0f;
   check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, w.n, m, w.k, &alpha, w.data, CUDA_R_16BF, w.k, x, CUDA_R_16BF, w.k,
                             &beta, y, y_f32 ? CUDA_R_32F : CUDA_R_16BF, w.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),

@@ -7,9 +7,11 @@ namespace pagoda::cuda {
 static_assert(kPeerMaxRanks == kernels::kAllReduceMaxRanks && kPeerBlocks == kernels::kAllReduceBlocks,
               "peer_all_reduce.h and kernels/all_reduce.cuh disagree on the one-shot all-reduce's layout");
 
-void PeerAllReduce::run(float* data, int64_t n, cudaStream_t stream) const {
-  kernels::launch_one_shot_all_reduce(
-      kernels::one_shot_params(data, n, peers_staging_, peers_flags_, epochs_.get(), capacity_, rank_, world_), stream);
+void PeerAllReduce::run(void* data, int64_t n, bool bf16, cudaStream_t stream) const {
+  const kernels::OneShotAllReduceParams p =
+      kernels::one_shot_params(data, n * (bf16 ? 2 : 4), peers_staging_, peers_flags_, epochs_.get(), kOneShotMaxBytes, rank_, world_);
+  if (bf16) kernels::launch_one_shot_all_reduce<kernels::bf16>(p, stream);
+  else kernels::launch_one_shot_all_reduce<float>(p, stream);
 }
 
 }  // namespace pagoda::cuda

@@ -1,4 +1,4 @@
-// A rank's side of the one-shot all-reduce (kernels/all_reduce.cuh): its staging buffer, arrival flags
+// A rank's side of the one-shot all-reduce (kernels/all_reduce.cuh) of float32 or bf16 tensors: its staging buffer, arrival flags
 // and call counters on its own GPU, and, once every rank has made its own, the peers' addresses. Used
 // for tensors up to one_shot_max_bytes(world) when every pair of GPUs can reach each other's memory;
 // larger ones (prefill steps, big decode batches on many GPUs) go through NCCL, whose ring is
@@ -67,9 +67,8 @@ class PeerAllReduce {
   PeerAllReduce(int rank, int world)
       : rank_(rank),
         world_(world),
-        capacity_(kOneShotMaxBytes / 4),
-        limit_(one_shot_max_bytes(world) / 4),
-        staging_(2 * capacity_),
+        limit_(one_shot_max_bytes(world)),
+        staging_(2 * kOneShotMaxBytes),
         flags_(static_cast<size_t>(kPeerBlocks) * world),
         epochs_(kPeerBlocks) {
     check(cudaMemset(flags_.get(), 0, flags_.bytes()), "cudaMemset(all-reduce flags)");
@@ -78,11 +77,11 @@ class PeerAllReduce {
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize(all-reduce buffers)");
   }
 
-  float* staging() const { return staging_.get(); }
+  void* staging() const { return staging_.get(); }
   uint64_t* flags() const { return flags_.get(); }
 
   // Every rank's buffers, indexed by rank (after each rank has made its PeerAllReduce).
-  void join(const std::vector<float*>& staging, const std::vector<uint64_t*>& flags) {
+  void join(const std::vector<void*>& staging, const std::vector<uint64_t*>& flags) {
     for (int r = 0; r < world_; r++) {
       peers_staging_[r] = staging[r];
       peers_flags_[r] = flags[r];
@@ -90,18 +89,19 @@ class PeerAllReduce {
     joined_ = true;
   }
 
-  // Whether n floats go through the one-shot kernel (else NCCL); the same answer on every rank.
-  bool fits(int64_t n) const { return joined_ && n % 4 == 0 && n <= limit_; }
+  // Whether a tensor of `bytes` goes through the one-shot kernel (else NCCL); the same answer on every rank.
+  bool fits(int64_t bytes) const { return joined_ && bytes % 16 == 0 && bytes <= limit_; }
 
-  // Sums `data` ([n] float32, in place) over all ranks; every rank must call it with the same n.
-  void run(float* data, int64_t n, cudaStream_t stream) const;
+  // Sums `data` ([n] float32, or bf16 when `bf16`; in place) over all ranks; every rank must call it
+  // with the same n and type.
+  void run(void* data, int64_t n, bool bf16, cudaStream_t stream) const;
 
  private:
   int rank_, world_;
-  int64_t capacity_, limit_;  // elements: per staging half; largest tensor sent through it
-  DeviceArray<float> staging_;
+  int64_t limit_;  // bytes: the largest tensor sent through it
+  DeviceArray<uint8_t> staging_;  // [2][kOneShotMaxBytes]
   DeviceArray<uint64_t> flags_, epochs_;
-  float* peers_staging_[kPeerMaxRanks] = {};
+  void* peers_staging_[kPeerMaxRanks] = {};
   uint64_t* peers_flags_[kPeerMaxRanks] = {};
   bool joined_ = false;
 };
