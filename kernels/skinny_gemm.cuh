@@ -1,5 +1,6 @@
 // Linear layers of decode steps with a few sequences: Y[M, N] = X[M, K] · W[N, K]^T for M <= 4, bf16
-// inputs, float32 accumulation, Y in float32 or bf16.
+// inputs, float32 accumulation, Y in float32 or bf16 with row stride ldy >= N (a slice of a wider
+// output, as a vocabulary-parallel LM head writes its columns of the logits).
 //
 // With M this small the product is a matrix-vector one: each weight byte is used M times, so the time is
 // the time to stream W from memory once. One warp computes one output column n for all M rows: its 32
@@ -44,8 +45,8 @@ __device__ __forceinline__ void accumulate_piece(float (&acc)[M], const Bf16x8& 
 template <int M, typename OutT>
 __global__ void __launch_bounds__(kSkinnyWarps * 32) skinny_gemm_kernel(const bf16* __restrict__ W,  // [N, K]
                                                                          const bf16* __restrict__ X,  // [M, K]
-                                                                         OutT* __restrict__ Y,        // [M, N]
-                                                                         int N, int K) {
+                                                                         OutT* __restrict__ Y,        // [M, ldy]
+                                                                         int N, int K, int ldy) {
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * kSkinnyWarps + (threadIdx.x >> 5);
   if (n >= N) return;
@@ -67,7 +68,7 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32) skinny_gemm_kernel(const bf
 #pragma unroll
   for (int m = 0; m < M; m++) {
     const float s = warp_sum(acc[m]);
-    if (lane == 0) store_out(Y + static_cast<int64_t>(m) * N + n, s);
+    if (lane == 0) store_out(Y + static_cast<int64_t>(m) * ldy + n, s);
   }
 }
 
@@ -77,25 +78,28 @@ inline bool skinny_gemm_supports(int M, int K, const void* W, const void* X) {
          reinterpret_cast<uintptr_t>(X) % 16 == 0;
 }
 
+// ldy: Y's row stride (0: N).
 template <typename OutT>
-inline void launch_skinny_gemm(const bf16* W, const bf16* X, OutT* Y, int M, int N, int K, cudaStream_t s) {
+inline void launch_skinny_gemm(const bf16* W, const bf16* X, OutT* Y, int M, int N, int K, cudaStream_t s, int ldy = 0) {
+  if (ldy == 0) ldy = N;
   if (!skinny_gemm_supports(M, K, W, X))
     throw std::runtime_error("skinny_gemm: needs 1 <= M <= " + std::to_string(kSkinnyMaxRows) +
                              ", K a multiple of 8 and 16-byte aligned W and X (M=" + std::to_string(M) + ", K=" + std::to_string(K) + ")");
+  if (ldy < N) throw std::runtime_error("skinny_gemm: row stride " + std::to_string(ldy) + " < N=" + std::to_string(N));
   if (N == 0) return;
   const dim3 grid(ceil_div(N, kSkinnyWarps)), block(kSkinnyWarps * 32);
   switch (M) {
     case 1:
-      skinny_gemm_kernel<1, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K);
+      skinny_gemm_kernel<1, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K, ldy);
       break;
     case 2:
-      skinny_gemm_kernel<2, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K);
+      skinny_gemm_kernel<2, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K, ldy);
       break;
     case 3:
-      skinny_gemm_kernel<3, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K);
+      skinny_gemm_kernel<3, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K, ldy);
       break;
     default:
-      skinny_gemm_kernel<4, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K);
+      skinny_gemm_kernel<4, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K, ldy);
   }
   PAGODA_LAUNCH_CHECK("skinny_gemm_kernel");
 }

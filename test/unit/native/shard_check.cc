@@ -1,7 +1,8 @@
 // Checks the tensor-parallel sharding rules (native/src/backends/cuda/shard.h) for N = 1, 2, 4, 8 without a
 // GPU: for each model shape, the ranks' shards of q/k/v, gate/up (rows) and o/down (columns) put back
-// together give the full matrices exactly, every rank's query heads read the KV head it holds, and plans
-// that cannot work are refused. Prints one JSON line per case for the test to read.
+// together give the full matrices exactly, as do the LM head's vocabulary slices, every rank's query heads
+// read the KV head it holds, and plans that cannot work are refused. Prints one JSON line per case for
+// the test to read.
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -15,7 +16,7 @@ using namespace pagoda::cuda;
 static ModelConfig shape(int heads, int kv_heads, int head_dim, int hidden, int inter) {
   ModelConfig c;
   c.arch = "qwen3";
-  c.vocab_size = 64;
+  c.vocab_size = 151936;
   c.num_layers = 1;
   c.num_heads = heads;
   c.num_kv_heads = kv_heads;
@@ -46,7 +47,7 @@ static bool rebuilt_rows(const ModelConfig& c, int world, int64_t rows_per_unit,
   const std::vector<float> full = numbered(units * rows_per_unit, k);
   std::vector<float> back(full.size(), -1.0f);
   for (int r = 0; r < world; r++) {
-    const Shard s = shard_for(c, world, r);
+    const Shard s = shard_for(c, world, r, true);
     const int64_t r0 = first(s) * rows_per_unit, n = count(s) * rows_per_unit;
     const std::vector<float> part = take_rows(full, k, r0, n);
     for (int64_t i = 0; i < n * k; i++) {
@@ -64,7 +65,7 @@ static bool rebuilt_cols(const ModelConfig& c, int world, int64_t n, int64_t col
   const std::vector<float> full = numbered(n, k);
   std::vector<float> back(full.size(), -1.0f);
   for (int r = 0; r < world; r++) {
-    const Shard s = shard_for(c, world, r);
+    const Shard s = shard_for(c, world, r, true);
     const int64_t c0 = first(s) * cols_per_unit, w = count(s) * cols_per_unit;
     const std::vector<float> part = take_cols(full, n, k, c0, w);
     for (int64_t i = 0; i < n; i++)
@@ -102,7 +103,7 @@ int main() {
         const int group = c.num_heads / c.num_kv_heads;
         int heads = 0;
         for (int r = 0; r < world; r++) {
-          const Shard s = shard_for(c, world, r);
+          const Shard s = shard_for(c, world, r, true);
           const ModelConfig local = local_config(c, s);
           heads += s.heads;
           ok = ok && local.num_heads % local.num_kv_heads == 0;
@@ -123,6 +124,13 @@ int main() {
         ok = ok && rebuilt_cols(c, world, 4, 1, [](const Shard& s) { return s.inter; }, [](const Shard& s) { return s.inter0; },
                                 c.intermediate_size);
         (void)H;
+        // LM head: vocabulary-parallel slices cover the vocabulary once; otherwise rank 0 holds it all
+        ok = ok && rebuilt_rows(c, world, 1, [](const Shard& s) { return s.vocab; }, [](const Shard& s) { return s.vocab0; },
+                                c.vocab_size, 1);
+        for (int r = 0; r < world; r++) {
+          const Shard whole = shard_for(c, world, r, false);
+          ok = ok && whole.vocab == (r == 0 ? c.vocab_size : 0) && whole.vocab0 == 0;
+        }
       }
       std::string msg;
       for (char ch : error) msg += ch == '"' ? '\'' : ch;

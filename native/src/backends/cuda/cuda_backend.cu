@@ -104,24 +104,28 @@ class CudaBackend final : public Backend {
  private:
   void load(const ModelConfig& cfg, const WeightStore& w, const EngineOptions& opt, int world) {
     // Every rank loads its shard on its own thread, all at once.
+    // Peer-to-peer access brings the one-shot all-reduce and the vocabulary-parallel LM head.
+    const bool peers = nccl_ && one_shot_all_reduce_available(world);
     threads_->run([&](int r) {
       check(cudaSetDevice(r), "cudaSetDevice");
-      ranks_[r] = std::make_unique<CudaRank>(cfg, w, opt, shard_for(cfg, world, r), nccl_ ? nccl_->comm(r) : nullptr);
+      ranks_[r] = std::make_unique<CudaRank>(cfg, w, opt, shard_for(cfg, world, r, peers), nccl_ ? nccl_->comm(r) : nullptr);
     });
-    if (nccl_ && one_shot_all_reduce_available(world)) {
-      std::vector<PeerAllReduce*> peers(world);
+    if (peers) {
+      std::vector<PeerAllReduce*> peer_sides(world);
       threads_->run([&](int r) {
         enable_peer_access(r, world);
-        peers[r] = &ranks_[r]->start_peer_all_reduce();
+        peer_sides[r] = &ranks_[r]->start_peer_all_reduce();
       });
       std::vector<void*> staging;
       std::vector<uint64_t*> flags;
-      for (PeerAllReduce* p : peers) {
+      for (PeerAllReduce* p : peer_sides) {
         staging.push_back(p->staging());
         flags.push_back(p->flags());
       }
-      for (PeerAllReduce* p : peers) p->join(staging, flags);
-      all_reduce_ = "one-shot all-reduce up to " + std::to_string(one_shot_max_bytes(world) >> 10) + " KiB, NCCL above";
+      for (PeerAllReduce* p : peer_sides) p->join(staging, flags);
+      for (auto& rank : ranks_) rank->set_logits_target(ranks_[0]->logits());
+      all_reduce_ = "one-shot all-reduce up to " + std::to_string(one_shot_max_bytes(world) >> 10) +
+                    " KiB, NCCL above; vocabulary-parallel LM head";
     } else if (nccl_) {
       all_reduce_ = "NCCL all-reduce";
     }

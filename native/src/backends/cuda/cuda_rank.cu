@@ -86,7 +86,7 @@ void StepPlan::build(const StepInput& in) {
 }
 
 CudaRank::CudaRank(const ModelConfig& full, const WeightStore& w, const EngineOptions& opt, const Shard& shard, ncclComm_t comm)
-    : full_(full), cfg_(local_config(full, shard)), shard_(shard), opt_(opt), comm_(comm), computes_logits_(shard.rank == 0) {
+    : full_(full), cfg_(local_config(full, shard)), shard_(shard), opt_(opt), comm_(comm), samples_(shard.rank == 0) {
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, shard.rank), "cudaGetDeviceProperties");
   if (prop.major != 9)
@@ -166,15 +166,16 @@ void CudaRank::load_weights(const WeightStore& w) {
   };
   // Bias vectors: this rank's entries.
   auto part = [](const std::vector<float>& full, int64_t first, int64_t count) { return take_rows(full, 1, first, count); };
-  // The embedding is replicated (every rank starts from the token's row); the LM head is rank 0's.
+  // The embedding is replicated (every rank starts from the token's row); the LM head is split by
+  // vocabulary rows (shard_.vocab0 ...), or rank 0's alone.
   embed_ = upload_bits(rows("embed.weight", V, H, 0, V));
   weight_bytes_ += embed_.bytes();
-  if (computes_logits_) {
+  if (shard_.vocab > 0) {
     if (!full_.tie_word_embeddings && w.has("lm_head.weight")) {
-      lm_head_.set(rows("lm_head.weight", V, H, 0, V), V, H);
+      lm_head_.set(rows("lm_head.weight", V, H, shard_.vocab0, shard_.vocab), shard_.vocab, H);
       weight_bytes_ += lm_head_.data.bytes();
     } else {
-      lm_head_.w = {embed_.get(), V, H};
+      lm_head_.w = {embed_.get() + static_cast<int64_t>(shard_.vocab0) * H, shard_.vocab, H};
     }
     final_norm_ = upload_bf16(w.read_f32("norm.weight", {H}));
   }
@@ -244,9 +245,10 @@ void CudaRank::size_workspace() {
   attn_ = DeviceArray<bf16>(T * Q);
   gu_ = DeviceArray<bf16>(T * 2 * I);
   act_ = DeviceArray<bf16>(T * I);
-  if (computes_logits_) {
-    hl_ = DeviceArray<bf16>(static_cast<int64_t>(max_seqs_) * H);
+  if (shard_.vocab > 0) hl_ = DeviceArray<bf16>(static_cast<int64_t>(max_seqs_) * H);
+  if (samples_) {
     logits_ = DeviceArray<float>(static_cast<int64_t>(max_seqs_) * cfg_.vocab_size);
+    logits_target_ = logits_.get();
   }
   partial_acc_ = DeviceArray<float>(kPartialBytes / 4);
   partial_ml_ = DeviceArray<float>(kPartialBytes / 4 / cfg_.head_dim * 2);
@@ -266,7 +268,7 @@ void CudaRank::size_workspace() {
     off += (sizes[i] + 31) / 32 * 32;
   }
   in_ = {fields[0], fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7], fields[8], fields[9], fields[10]};
-  if (!computes_logits_) return;
+  if (!samples_) return;
   // Sampling inputs and outputs.
   const int R = max_seqs_;
   s_float_ = DeviceArray<float>(6 * static_cast<int64_t>(R));
@@ -275,6 +277,10 @@ void CudaRank::size_workspace() {
   s_host_i_ = PinnedArray<int32_t>(4 * static_cast<int64_t>(R));
   out_dev_ = DeviceArray<int32_t>(2 * static_cast<int64_t>(R) * (1 + kMaxTopLogprobs));
   out_host_ = PinnedArray<int32_t>(2 * static_cast<int64_t>(R) * (1 + kMaxTopLogprobs));
+}
+
+void CudaRank::set_logits_target(float* rank0_logits) {
+  if (!samples_) logits_target_ = rank0_logits;
 }
 
 PeerAllReduce& CudaRank::start_peer_all_reduce() {
@@ -295,7 +301,7 @@ int64_t CudaRank::kv_blocks_that_fit() const {
   const double util = opt_.gpu_memory_utilization > 0 ? opt_.gpu_memory_utilization : 0.9;
   // Everything already in use (weights, workspace, other processes) counts against the share;
   // keep room for graphs, cuBLAS, NCCL and the logits copy used with penalties.
-  const int64_t reserve = (512LL << 20) + (computes_logits_ ? static_cast<int64_t>(max_seqs_) * cfg_.vocab_size * 4 : 0);
+  const int64_t reserve = (512LL << 20) + (samples_ ? static_cast<int64_t>(max_seqs_) * cfg_.vocab_size * 4 : 0);
   const int64_t budget = static_cast<int64_t>(util * static_cast<double>(total_b)) - static_cast<int64_t>(total_b - free_b) - reserve;
   const int64_t blocks = budget / per_block;
   if (blocks < 1)
@@ -397,9 +403,12 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
     linear(cublas_, act_.get(), T, L.down.w, proj(), proj_f32_);
     all_reduce_projection(T);
   }
-  if (!computes_logits_) return;  // rank 0 alone holds the LM head
+  if (shard_.vocab == 0) return;  // the LM head is rank 0's alone
   add_norm(false, final_norm_.get(), hl_.get(), in_.logit_rows, R);
-  linear(cublas_, hl_.get(), R, lm_head_.w, logits_.get(), true);
+  // This rank's columns of rank 0's logits [R, V] (all of them without vocabulary parallelism).
+  linear(cublas_, hl_.get(), R, lm_head_.w, logits_target_ + shard_.vocab0, true, cfg_.vocab_size);
+  // Rank 0 samples after the step: every slice must have landed.
+  if (shard_.vocab < cfg_.vocab_size) peer_->barrier(stream_);
 }
 
 // Sums the row-parallel projection of every rank, in place (its own type), on this rank's stream: in one

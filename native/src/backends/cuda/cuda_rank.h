@@ -1,8 +1,9 @@
 // One GPU's share of the model: its shard of the weights and of every KV block in device memory, its
 // stream, cuBLAS handle, workspace and decode graphs. With tensor parallelism 1 the shard is the whole
 // model; with N > 1 every rank runs the same forward on its heads and MLP columns, and the row-parallel
-// projections (o, down) are summed across ranks by an all-reduce (one-shot peer-to-peer or NCCL). Rank
-// 0 alone computes logits and samples. All calls on a rank come from its own host thread (see
+// projections (o, down) are summed across ranks by an all-reduce (one-shot peer-to-peer or NCCL). Each
+// rank computes its vocabulary slice of the logits straight into rank 0's buffer when the GPUs reach
+// each other's memory (else rank 0 computes them all); rank 0 samples. All calls on a rank come from its own host thread (see
 // RankThreads).
 #pragma once
 #include <cublas_v2.h>
@@ -66,6 +67,9 @@ class CudaRank {
 
   // This GPU's side of the one-shot all-reduce; the caller joins every rank's before the first step.
   PeerAllReduce& start_peer_all_reduce();
+  // With a vocabulary-parallel LM head: rank 0's logits buffer, where this rank writes its columns.
+  float* logits() const { return logits_.get(); }
+  void set_logits_target(float* rank0_logits);
   // One small all-reduce of each kind, waited for: NCCL sets up its connections and buffers
   // (tensor parallelism), and the peer-to-peer path is exercised before it is trusted with a step.
   void connect();
@@ -106,7 +110,8 @@ class CudaRank {
   EngineOptions opt_;
   ncclComm_t comm_ = nullptr;
   std::unique_ptr<PeerAllReduce> peer_;  // null: every all-reduce through NCCL
-  bool computes_logits_ = true;
+  bool samples_ = true;             // rank 0: holds the logits [max_seqs, V] and samples
+  float* logits_target_ = nullptr;  // rank 0's logits_, where this rank writes its vocabulary slice
   std::string device_name_;
   int num_sms_ = 0, resident_ctas_ = 1;
   cudaStream_t stream_ = nullptr;

@@ -36,18 +36,20 @@ inline bool skinny_linear_enabled() {
 }
 
 // cuBLAS is column-major: computing Y^T[N, M] = W[N, K] · X^T[K, M] reads both row-major arrays as they are.
-inline void linear(cublasHandle_t h, const __nv_bfloat16* x, int m, const Weight& w, void* y, bool y_f32) {
+// ldy: Y's row stride in elements (0: w.n), wider when Y is a slice of a larger output.
+inline void linear(cublasHandle_t h, const __nv_bfloat16* x, int m, const Weight& w, void* y, bool y_f32, int ldy = 0) {
+  if (ldy == 0) ldy = w.n;
   if (m == 0) return;
   if (skinny_linear_enabled() && kernels::skinny_gemm_supports(m, w.k, w.data, x)) {
     cudaStream_t s = nullptr;
     check_cublas(cublasGetStream(h, &s), "cublasGetStream");
-    if (y_f32) kernels::launch_skinny_gemm(w.data, x, static_cast<float*>(y), m, w.n, w.k, s);
-    else kernels::launch_skinny_gemm(w.data, x, static_cast<__nv_bfloat16*>(y), m, w.n, w.k, s);
+    if (y_f32) kernels::launch_skinny_gemm(w.data, x, static_cast<float*>(y), m, w.n, w.k, s, ldy);
+    else kernels::launch_skinny_gemm(w.data, x, static_cast<__nv_bfloat16*>(y), m, w.n, w.k, s, ldy);
     return;
   }
   const float alpha = 1.0f, beta = 0.0f;
   check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, w.n, m, w.k, &alpha, w.data, CUDA_R_16BF, w.k, x, CUDA_R_16BF, w.k,
-                            &beta, y, y_f32 ? CUDA_R_32F : CUDA_R_16BF, w.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                            &beta, y, y_f32 ? CUDA_R_32F : CUDA_R_16BF, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                "cublasGemmEx");
 }
 

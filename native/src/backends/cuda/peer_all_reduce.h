@@ -70,9 +70,11 @@ class PeerAllReduce {
         limit_(one_shot_max_bytes(world)),
         staging_(2 * kOneShotMaxBytes),
         flags_(static_cast<size_t>(kPeerBlocks) * world),
-        epochs_(kPeerBlocks) {
+        epochs_(kPeerBlocks),
+        barrier_(4) {
     check(cudaMemset(flags_.get(), 0, flags_.bytes()), "cudaMemset(all-reduce flags)");
     check(cudaMemset(epochs_.get(), 0, epochs_.bytes()), "cudaMemset(all-reduce epochs)");
+    check(cudaMemset(barrier_.get(), 0, barrier_.bytes()), "cudaMemset(barrier)");
     // The ranks' streams do not wait on the default stream: finish the zeroing before any peer can write.
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize(all-reduce buffers)");
   }
@@ -96,11 +98,18 @@ class PeerAllReduce {
   // with the same n and type.
   void run(void* data, int64_t n, bool bf16, cudaStream_t stream) const;
 
+  // Returns (on the stream) once every rank has reached it: an all-reduce of 16 bytes of zeros. Each
+  // rank's kernel starts after that rank's earlier work on its stream, writes to peers' memory included,
+  // and publishes its arrival with a system-scope release that the others acquire: after the barrier,
+  // every rank sees what the others wrote before it (the LM head's slices of rank 0's logits).
+  void barrier(cudaStream_t stream) const { run(barrier_.get(), 4, false, stream); }
+
  private:
   int rank_, world_;
   int64_t limit_;  // bytes: the largest tensor sent through it
   DeviceArray<uint8_t> staging_;  // [2][kOneShotMaxBytes]
   DeviceArray<uint64_t> flags_, epochs_;
+  DeviceArray<float> barrier_;  // [4] zeros, summed by barrier()
   void* peers_staging_[kPeerMaxRanks] = {};
   uint64_t* peers_flags_[kPeerMaxRanks] = {};
   bool joined_ = false;

@@ -4,8 +4,12 @@
 //
 //   column-parallel (output features split):  q/k/v, gate/up      W[n, k] → rows of W
 //   row-parallel (input features split):      o, down             W[n, k] → columns of W, then all-reduce
-//   replicated:                               norms, embedding; the LM head lives on rank 0 only
+//   replicated:                               norms, embedding
+//   LM head:                                  vocabulary-parallel (rows of W, each rank writing its
+//                                             columns of rank 0's logits) when the GPUs reach each
+//                                             other's memory, else whole on rank 0
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -20,6 +24,7 @@ struct Shard {
   int heads = 0, head0 = 0;        // query heads [head0, head0 + heads)
   int kv_heads = 0, kv_head0 = 0;  // KV heads [kv_head0, kv_head0 + kv_heads); replicated when world > KV heads
   int inter = 0, inter0 = 0;       // MLP intermediate columns [inter0, inter0 + inter)
+  int vocab = 0, vocab0 = 0;       // LM head rows (logit columns) [vocab0, vocab0 + vocab); 0: none
 };
 
 // Throws EngineError with the fix when the model cannot be split N ways on `visible_gpus` GPUs.
@@ -40,7 +45,8 @@ inline void validate_tensor_parallel(const ModelConfig& cfg, int world, int visi
     throw EngineError("--tensor-parallel-size " + n + " must divide the MLP size " + std::to_string(cfg.intermediate_size));
 }
 
-inline Shard shard_for(const ModelConfig& cfg, int world, int rank) {
+// `vocab_parallel`: every rank computes a slice of the logits (else rank 0 computes them all).
+inline Shard shard_for(const ModelConfig& cfg, int world, int rank, bool vocab_parallel) {
   Shard s;
   s.rank = rank;
   s.world = world;
@@ -56,6 +62,13 @@ inline Shard shard_for(const ModelConfig& cfg, int world, int rank) {
   }
   s.inter = cfg.intermediate_size / world;
   s.inter0 = rank * s.inter;
+  if (vocab_parallel && world > 1) {
+    const int per = (cfg.vocab_size + world - 1) / world;
+    s.vocab0 = std::min(cfg.vocab_size, rank * per);
+    s.vocab = std::min(cfg.vocab_size, s.vocab0 + per) - s.vocab0;
+  } else if (rank == 0) {
+    s.vocab = cfg.vocab_size;
+  }
   return s;
 }
 
