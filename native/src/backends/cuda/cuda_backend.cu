@@ -38,6 +38,16 @@ int64_t injected_hang_step() {
   return std::atoll(v + 5);
 }
 
+// PAGODA_TP_LM_HEAD=rank0 keeps the whole LM head on rank 0 under tensor parallelism (for comparisons);
+// the default, vocab, splits it by vocabulary rows when the GPUs reach each other's memory.
+bool vocab_parallel_lm_head_wanted() {
+  const char* v = std::getenv("PAGODA_TP_LM_HEAD");
+  const std::string mode = v != nullptr && *v != '\0' ? v : "vocab";
+  if (mode != "vocab" && mode != "rank0")
+    throw EngineError("PAGODA_TP_LM_HEAD=" + mode + " is not a mode: use vocab (split by vocabulary rows) or rank0");
+  return mode == "vocab";
+}
+
 // The model on N GPUs (N = 1: one rank on the caller's thread, no NCCL). Each step runs on every rank at
 // once; a step that cannot fit is refused before any rank starts, so the KV cache stays untouched.
 class CudaBackend final : public Backend {
@@ -106,9 +116,11 @@ class CudaBackend final : public Backend {
     // Every rank loads its shard on its own thread, all at once.
     // Peer-to-peer access brings the one-shot all-reduce and the vocabulary-parallel LM head.
     const bool peers = nccl_ && one_shot_all_reduce_available(world);
+    const bool vocab_parallel = peers && vocab_parallel_lm_head_wanted();
     threads_->run([&](int r) {
       check(cudaSetDevice(r), "cudaSetDevice");
-      ranks_[r] = std::make_unique<CudaRank>(cfg, w, opt, shard_for(cfg, world, r, peers), nccl_ ? nccl_->comm(r) : nullptr);
+      ranks_[r] =
+          std::make_unique<CudaRank>(cfg, w, opt, shard_for(cfg, world, r, vocab_parallel), nccl_ ? nccl_->comm(r) : nullptr);
     });
     if (peers) {
       std::vector<PeerAllReduce*> peer_sides(world);
@@ -124,8 +136,8 @@ class CudaBackend final : public Backend {
       }
       for (PeerAllReduce* p : peer_sides) p->join(staging, flags);
       for (auto& rank : ranks_) rank->set_logits_target(ranks_[0]->logits());
-      all_reduce_ = "one-shot all-reduce up to " + std::to_string(one_shot_max_bytes(world) >> 10) +
-                    " KiB, NCCL above; vocabulary-parallel LM head";
+      all_reduce_ = "one-shot all-reduce up to " + std::to_string(one_shot_max_bytes(world) >> 10) + " KiB, NCCL above" +
+                    (vocab_parallel ? "; vocabulary-parallel LM head" : "");
     } else if (nccl_) {
       all_reduce_ = "NCCL all-reduce";
     }
