@@ -256,7 +256,7 @@ int main() {
   bench_prefill(64, 512);
   bench_linear_step({"Qwen3-0.6B", 1024, 2048, 1024, 3072, 151936, 28}, {1, 2, 4, 8, 64, 256});
   // Qwen3-8B: one GPU's share at TP=1 and TP=2 (the LM head whole on rank 0, as the engine runs it)
-  bench_linear_step({"Qwen3-8B TP=1", 4096, 4096, 1024, 12288, 151936, 36}, {1, 4});
-  bench_linear_step({"Qwen3-8B TP=2", 4096, 2048, 512, 6144, 151936, 36}, {1, 4});
+  bench_linear_step({"Qwen3-8B TP=1", 4096, 4096, 1024, 12288, 151936, 36}, {1, 2, 4});
+  bench_linear_step({"Qwen3-8B TP=2", 4096, 2048, 512, 6144, 151936, 36}, {1, 2, 4});
   return 0;
 }

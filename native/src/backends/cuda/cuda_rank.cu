@@ -106,6 +106,7 @@ CudaRank::CudaRank(const ModelConfig& full, const WeightStore& w, const EngineOp
 }
 
 CudaRank::~CudaRank() {
+  profiler_.report(shard_.rank);
   for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
@@ -122,7 +123,7 @@ void CudaRank::check_fits(const StepInput& in) const {
 void CudaRank::run(const StepInput& in, const StepPlan& plan, StepOutput* out) {
   const int S = in.num_seqs(), T = in.num_tokens(), R = in.num_rows();
   int bucket = 0;
-  if (plan.pure_decode && !graphs_.empty()) {
+  if (plan.pure_decode && !graphs_.empty() && !profiler_.enabled()) {
     for (auto& [b, g] : graphs_)
       if (b >= S) {
         bucket = b;
@@ -145,6 +146,7 @@ void CudaRank::run(const StepInput& in, const StepPlan& plan, StepOutput* out) {
   } else {
     // The pinned inputs are rewritten by the next step: wait until this one has read them.
     check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(step)");
+    profiler_.end_step(stream_);
   }
 }
 
@@ -292,6 +294,7 @@ void CudaRank::connect() {
   nccl_all_reduce(cfg_.hidden_size);
   all_reduce_projection(1);
   check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(connect)");
+  profiler_.discard();
 }
 
 int64_t CudaRank::kv_blocks_that_fit() const {
@@ -335,6 +338,7 @@ void CudaRank::copy_field(int field, int64_t n) {
 void CudaRank::upload_inputs(const StepInput& in, const StepPlan& plan, int bucket) {
   const int S = in.num_seqs(), T = in.num_tokens(), R = in.num_rows();
   const int n_tok = bucket > 0 ? bucket : T, n_seq = bucket > 0 ? bucket : S;
+  profiler_.mark("inputs upload", stream_);
   put(0, n_tok, [&](int64_t i) { return i < T ? in.token_ids[i] : 0; });
   put(1, n_tok, [&](int64_t i) { return i < T ? in.positions[i] : 0; });
   put(2, n_tok, [&](int64_t i) { return i < T ? in.slot_mapping[i] : -1; });
@@ -372,17 +376,22 @@ void CudaRank::upload_inputs(const StepInput& in, const StepPlan& plan, int buck
 void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int splits) {
   const int H = cfg_.hidden_size, I = cfg_.intermediate_size, Q = cfg_.q_size(), KV = cfg_.kv_size(), D = cfg_.head_dim;
   const float eps = static_cast<float>(cfg_.rms_norm_eps), scale = 1.0f / std::sqrt(static_cast<float>(D));
+  profiler_.mark("embedding", stream_);
   kernels::launch_embed(in_.tokens, embed_.get(), residual_.get(), T, H, stream_);
   for (int l = 0; l < cfg_.num_layers; l++) {
     const Layer& L = layers_[l];
     bf16* kc = kv_.get() + 2 * l * layer_elems_;
     bf16* vc = kc + layer_elems_;
+    profiler_.mark("residual add + norm", stream_);
     add_norm(l == 0, L.attn_norm.get(), h_.get(), nullptr, T);
+    profiler_.mark("qkv projection", stream_);
     linear(cublas_, h_.get(), T, L.qkv.w, qkv_.get(), false);
+    profiler_.mark("qk norm, rope, kv store", stream_);
     kernels::QkvRopeParams rp{qkv_.get(), L.qkv_bias.get(), L.q_norm.get(), L.k_norm.get(), inv_freq_.get(), in_.positions,
                               in_.slots, q_.get(), kc, vc, T, cfg_.num_heads, cfg_.num_kv_heads, bs_, Q + 2 * KV, eps};
     kernels::launch_qkv_rope(rp, D, stream_);
     if (E > 0) {
+      profiler_.mark("decode attention", stream_);
       kernels::DecodeAttentionParams dp{q_.get(), kc, vc, in_.block_tables, in_.context_lens,
                                         identity_entries ? nullptr : in_.entry_seq, identity_entries ? nullptr : in_.entry_row,
                                         attn_.get(), partial_acc_.get(), partial_ml_.get(), E, cfg_.num_heads, cfg_.num_kv_heads,
@@ -390,25 +399,36 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
       kernels::launch_decode_attention(dp, D, stream_);
     }
     if (NT > 0) {
+      profiler_.mark("prefill attention", stream_);
       kernels::PrefillAttentionParams pp{q_.get(), kc, vc, in_.block_tables, in_.context_lens, in_.query_start, in_.tile_seq,
                                          in_.tile_row0, attn_.get(), NT, cfg_.num_heads, cfg_.num_kv_heads, bs_, blocks_cap_, Q, Q,
                                          scale};
       kernels::launch_prefill_attention(pp, D, stream_);
     }
+    profiler_.mark("o projection", stream_);
     linear(cublas_, attn_.get(), T, L.o.w, proj(), proj_f32_);
     all_reduce_projection(T);
+    profiler_.mark("residual add + norm", stream_);
     add_norm(false, L.mlp_norm.get(), h_.get(), nullptr, T);
+    profiler_.mark("gate/up projection", stream_);
     linear(cublas_, h_.get(), T, L.gate_up.w, gu_.get(), false);
+    profiler_.mark("silu and mul", stream_);
     kernels::launch_silu_and_mul(gu_.get(), act_.get(), T, I, stream_);
+    profiler_.mark("down projection", stream_);
     linear(cublas_, act_.get(), T, L.down.w, proj(), proj_f32_);
     all_reduce_projection(T);
   }
   if (shard_.vocab == 0) return;  // the LM head is rank 0's alone
+  profiler_.mark("residual add + norm", stream_);
   add_norm(false, final_norm_.get(), hl_.get(), in_.logit_rows, R);
+  profiler_.mark("lm head", stream_);
   // This rank's columns of rank 0's logits [R, V] (all of them without vocabulary parallelism).
   linear(cublas_, hl_.get(), R, lm_head_.w, logits_target_ + shard_.vocab0, true, cfg_.vocab_size);
   // Rank 0 samples after the step: every slice must have landed.
-  if (shard_.vocab < cfg_.vocab_size) peer_->barrier(stream_);
+  if (shard_.vocab < cfg_.vocab_size) {
+    profiler_.mark("lm head barrier", stream_);
+    peer_->barrier(stream_);
+  }
 }
 
 // Sums the row-parallel projection of every rank, in place (its own type), on this rank's stream: in one
@@ -416,6 +436,7 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
 // same path for the same T.
 void CudaRank::all_reduce_projection(int T) {
   if (comm_ == nullptr) return;
+  profiler_.mark("all-reduce", stream_);
   const int64_t n = static_cast<int64_t>(T) * cfg_.hidden_size;
   if (peer_ && peer_->fits(n * (proj_f32_ ? 4 : 2))) peer_->run(proj(), n, !proj_f32_, stream_);
   else nccl_all_reduce(n);
@@ -477,6 +498,7 @@ void CudaRank::sample(const StepInput& in, StepOutput& out, int R) {
   float* out_lp = reinterpret_cast<float*>(out_dev_.get() + R);
   int32_t* out_top_ids = out_dev_.get() + 2 * R;
   float* out_top_lp = reinterpret_cast<float*>(out_dev_.get() + 2 * R + static_cast<int64_t>(R) * K);
+  profiler_.mark("sampling", stream_);
   if (in.sample && R > 0) {
     const SamplingInputs& s = in.sampling;
     float* hf = s_host_f_.get();
@@ -526,6 +548,7 @@ void CudaRank::sample(const StepInput& in, StepOutput& out, int R) {
           "cudaMemcpyAsync(logits)");
   }
   check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(step)");
+  profiler_.end_step(stream_);
   if (in.sample) {
     const int32_t* h = out_host_.get();
     out.tokens.assign(h, h + R);
@@ -541,6 +564,7 @@ void CudaRank::sample(const StepInput& in, StepOutput& out, int R) {
 // ---- CUDA graphs for decode ---------------------------------------------------------------------
 
 void CudaRank::capture_graphs() {
+  if (profiler_.enabled()) return;  // profiled steps run eagerly
   const int gc = kernels::decode_heads_per_cta(cfg_.num_heads / cfg_.num_kv_heads);
   for (int b : kGraphBuckets) {
     if (b > max_seqs_ || b > max_tokens_) break;

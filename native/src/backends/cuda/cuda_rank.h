@@ -19,6 +19,7 @@
 #include "backends/cuda/linear.h"
 #include "backends/cuda/peer_all_reduce.h"
 #include "backends/cuda/shard.h"
+#include "backends/cuda/step_profiler.h"
 #include "engine/backend.h"
 
 namespace pagoda::kernels {
@@ -142,6 +143,7 @@ class CudaRank {
   PinnedArray<int32_t> out_host_;
   DeviceArray<kernels::PenaltyEntry> penalties_;
   std::map<int, cudaGraphExec_t> graphs_;
+  StepProfiler profiler_;  // PAGODA_PROFILE=1
 };
 
 }  // namespace pagoda::cuda

@@ -1,6 +1,6 @@
 // Linear layers: Y[M, N] = X[M, K] · W[N, K]^T with bf16 inputs and f32 accumulation; Y is bf16 (feeding
-// another kernel) or f32 (feeding the float32 residual stream or the sampler). Decode steps of up to
-// four sequences go through Pagoda's skinny kernel (kernels/skinny_gemm.cuh), larger ones through cuBLAS.
+// another kernel) or f32 (feeding the float32 residual stream or the sampler). Decode steps of one
+// sequence go through Pagoda's skinny kernel (kernels/skinny_gemm.cuh), larger ones through cuBLAS.
 // PAGODA_LINEAR=cublas sends every product to cuBLAS, for comparisons.
 #pragma once
 #include <cublas_v2.h>
@@ -23,13 +23,18 @@ struct Weight {
   int n = 0, k = 0;
 };
 
+// Rows up to which products go to the skinny kernel. It streams W at 3.3-3.7 TB/s for one row (cuBLAS:
+// 3.1-3.6), but each extra row costs a pass over X per weight piece, and from 2 rows on it is not faster
+// than cuBLAS on the Qwen3-8B shapes (4 rows: half cuBLAS's speed): npm run bench:kernels.
+constexpr int kSkinnyDispatchRows = 1;
+
 // Whether products of a few rows may use the skinny kernel (read once from the environment).
 inline bool skinny_linear_enabled() {
   static const bool enabled = [] {
     const char* env = std::getenv("PAGODA_LINEAR");
     const std::string mode = env != nullptr && *env != '\0' ? env : "auto";
     if (mode != "auto" && mode != "cublas")
-      throw EngineError("PAGODA_LINEAR=" + mode + " is not a mode: use auto (skinny kernel up to 4 rows) or cublas");
+      throw EngineError("PAGODA_LINEAR=" + mode + " is not a mode: use auto (skinny kernel for one row) or cublas");
     return mode == "auto";
   }();
   return enabled;
@@ -40,7 +45,7 @@ inline bool skinny_linear_enabled() {
 inline void linear(cublasHandle_t h, const __nv_bfloat16* x, int m, const Weight& w, void* y, bool y_f32, int ldy = 0) {
   if (ldy == 0) ldy = w.n;
   if (m == 0) return;
-  if (skinny_linear_enabled() && kernels::skinny_gemm_supports(m, w.k, w.data, x)) {
+  if (m <= kSkinnyDispatchRows && skinny_linear_enabled() && kernels::skinny_gemm_supports(m, w.k, w.data, x)) {
     cudaStream_t s = nullptr;
     check_cublas(cublasGetStream(h, &s), "cublasGetStream");
     if (y_f32) kernels::launch_skinny_gemm(w.data, x, static_cast<float*>(y), m, w.n, w.k, s, ldy);
