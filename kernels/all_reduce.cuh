@@ -100,6 +100,36 @@ struct VectorSum<bf16, WORLD> {
   }
 };
 
+// Phase 2 of a call, for block b: thread r < world tells rank r that this block's share is staged (the
+// block's staging stores are ordered before it by the caller's __syncthreads), then waits for rank r's.
+__device__ __forceinline__ void arrive_and_wait(const OneShotAllReduceParams& p, int b, uint64_t epoch) {
+  if (threadIdx.x < p.world) {
+    const int peer = threadIdx.x;
+    __threadfence_system();
+    store_release_system(p.flags[peer] + b * p.world + p.rank, epoch);
+    const uint64_t* from_peer = p.flags[p.rank] + b * p.world + peer;
+    while (load_acquire_system(from_peer) < epoch) {
+    }
+  }
+  __syncthreads();
+}
+
+// Phase 3: the sum of every rank's staged vector v, in rank order. Peer data is read past L1 (__ldcg):
+// it was written by another GPU during this kernel.
+template <typename T, int WORLD>
+__device__ __forceinline__ uint4 sum_staged(const OneShotAllReduceParams& p, int64_t half, int64_t v) {
+  if constexpr (WORLD > 0) {
+    uint4 x[WORLD];
+#pragma unroll
+    for (int r = 0; r < WORLD; r++) x[r] = __ldcg(p.staging[r] + half + v);
+    return VectorSum<T, WORLD>::of(x, WORLD);
+  } else {
+    uint4 x[kAllReduceMaxRanks];
+    for (int r = 0; r < p.world; r++) x[r] = __ldcg(p.staging[r] + half + v);
+    return VectorSum<T, 0>::of(x, p.world);
+  }
+}
+
 // Grid: (kAllReduceBlocks). Block: kAllReduceThreads (>= world). T: float or bf16. WORLD: the rank
 // count when known at compile time (2, 4, 8: the peer loads of a vector are all issued before the adds),
 // 0 for any.
@@ -115,33 +145,73 @@ __global__ void __launch_bounds__(kAllReduceThreads) one_shot_all_reduce_kernel(
   uint4* mine = p.staging[p.rank] + half;
   for (int64_t v = first; v < n; v += stride) mine[v] = p.data[v];
   __syncthreads();
-
-  // 2. Thread r < world tells rank r that this block's share is staged, then waits for rank r's.
-  if (threadIdx.x < p.world) {
-    const int peer = threadIdx.x;
-    __threadfence_system();  // the whole block's staging stores (ordered before by __syncthreads)
-    store_release_system(p.flags[peer] + b * p.world + p.rank, epoch);
-    const uint64_t* from_peer = p.flags[p.rank] + b * p.world + peer;
-    while (load_acquire_system(from_peer) < epoch) {
-    }
-  }
-  __syncthreads();
-
-  // 3. Add every rank's staged share, in rank order. Peer data is read past L1 (__ldcg): it was
-  // written by another GPU during this kernel.
-  for (int64_t v = first; v < n; v += stride) {
-    if constexpr (WORLD > 0) {
-      uint4 x[WORLD];
-#pragma unroll
-      for (int r = 0; r < WORLD; r++) x[r] = __ldcg(p.staging[r] + half + v);
-      p.data[v] = VectorSum<T, WORLD>::of(x, WORLD);
-    } else {
-      uint4 x[kAllReduceMaxRanks];
-      for (int r = 0; r < p.world; r++) x[r] = __ldcg(p.staging[r] + half + v);
-      p.data[v] = VectorSum<T, 0>::of(x, p.world);
-    }
-  }
+  // 2. Tell the peers, wait for them.
+  arrive_and_wait(p, b, epoch);
+  // 3. Add every rank's staged share.
+  for (int64_t v = first; v < n; v += stride) p.data[v] = sum_staged<T, WORLD>(p, half, v);
   if (threadIdx.x == 0) p.epochs[b] = epoch;  // every thread read it before the first __syncthreads
+}
+
+// The all-reduce of a row-parallel projection fused with what follows it in a transformer layer:
+//   residual[t, :] += bf16(sum over ranks of data[t, :]);  out[t, :] = RMSNorm(residual[t, :]) * weight
+// with the same roundings as the plain bf16 all-reduce followed by add_rmsnorm (norm.cuh), so the
+// residual stream is bit-identical to that path. Rows, not vectors, are spread over the blocks (row t
+// belongs to block t % kAllReduceBlocks): a block owns whole rows for the norm's sum of squares.
+struct AddNormParams {
+  float* residual;      // [rows, H] float32 residual stream, updated in place
+  const bf16* weight;   // [H] norm weight
+  bf16* out;            // [rows, H] normalised activations (the next GEMM's input)
+  int rows, H;          // H % 8 == 0
+  float eps;
+};
+
+// Grid: (kAllReduceBlocks). Block: kAllReduceThreads. data: [rows, H] bf16 partial sums (not written).
+template <int WORLD>
+__global__ void __launch_bounds__(kAllReduceThreads) one_shot_all_reduce_add_norm_kernel(OneShotAllReduceParams p, AddNormParams a) {
+  __shared__ float scratch[32];
+  const int b = blockIdx.x;
+  const uint64_t epoch = p.epochs[b] + 1;
+  const int64_t half = static_cast<int64_t>(epoch & 1) * p.capacity;
+  const int per_row = a.H / 8;  // 16-byte vectors per row
+
+  uint4* mine = p.staging[p.rank] + half;
+  for (int r = b; r < a.rows; r += kAllReduceBlocks)
+    for (int v = threadIdx.x; v < per_row; v += kAllReduceThreads) {
+      const int64_t i = static_cast<int64_t>(r) * per_row + v;
+      mine[i] = p.data[i];
+    }
+  __syncthreads();
+  arrive_and_wait(p, b, epoch);
+
+  for (int r = b; r < a.rows; r += kAllReduceBlocks) {
+    float* x = a.residual + static_cast<int64_t>(r) * a.H;
+    float ss = 0.0f;
+    for (int v = threadIdx.x; v < per_row; v += kAllReduceThreads) {
+      const uint4 sum = sum_staged<bf16, WORLD>(p, half, static_cast<int64_t>(r) * per_row + v);
+      float d[8];
+      unpack8(reinterpret_cast<const Bf16x8&>(sum), d);
+      float4* xv = reinterpret_cast<float4*>(x + v * 8);
+      float4 lo = xv[0], hi = xv[1];
+      lo.x += d[0], lo.y += d[1], lo.z += d[2], lo.w += d[3];
+      hi.x += d[4], hi.y += d[5], hi.z += d[6], hi.w += d[7];
+      xv[0] = lo;
+      xv[1] = hi;
+      ss += lo.x * lo.x + lo.y * lo.y + lo.z * lo.z + lo.w * lo.w + hi.x * hi.x + hi.y * hi.y + hi.z * hi.z + hi.w * hi.w;
+    }
+    const float inv = rsqrtf(block_sum(ss, scratch) / a.H + a.eps);
+    bf16* o = a.out + static_cast<int64_t>(r) * a.H;
+    for (int v = threadIdx.x; v < per_row; v += kAllReduceThreads) {
+      const float4* xv = reinterpret_cast<const float4*>(x + v * 8);  // this thread's own stores above
+      const float4 lo = xv[0], hi = xv[1];
+      const float xs[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+      float w[8], y[8];
+      unpack8(*reinterpret_cast<const Bf16x8*>(a.weight + v * 8), w);
+#pragma unroll
+      for (int i = 0; i < 8; i++) y[i] = w[i] * (xs[i] * inv);
+      *reinterpret_cast<Bf16x8*>(o + v * 8) = pack8(y);
+    }
+  }
+  if (threadIdx.x == 0) p.epochs[b] = epoch;
 }
 
 // T: the element type of data (float or bf16).
@@ -167,6 +237,29 @@ inline void launch_one_shot_all_reduce(const OneShotAllReduceParams& p, cudaStre
       one_shot_all_reduce_kernel<T, 0><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p);
   }
   PAGODA_LAUNCH_CHECK("one_shot_all_reduce_kernel");
+}
+
+inline void launch_one_shot_all_reduce_add_norm(const OneShotAllReduceParams& p, const AddNormParams& a, cudaStream_t s) {
+  if (p.world < 2 || p.world > kAllReduceMaxRanks)
+    throw std::runtime_error("one-shot all-reduce: world size " + std::to_string(p.world) + " is not 2..8");
+  if (a.H % 8 != 0) throw std::runtime_error("one-shot all-reduce + norm: hidden size " + std::to_string(a.H) + " is not a multiple of 8");
+  if (static_cast<int64_t>(a.rows) * a.H / 8 > p.capacity)
+    throw std::runtime_error("one-shot all-reduce + norm: " + std::to_string(a.rows) + " rows exceed the staging buffer");
+  if (a.rows == 0) return;
+  switch (p.world) {
+    case 2:
+      one_shot_all_reduce_add_norm_kernel<2><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p, a);
+      break;
+    case 4:
+      one_shot_all_reduce_add_norm_kernel<4><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p, a);
+      break;
+    case 8:
+      one_shot_all_reduce_add_norm_kernel<8><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p, a);
+      break;
+    default:
+      one_shot_all_reduce_add_norm_kernel<0><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p, a);
+  }
+  PAGODA_LAUNCH_CHECK("one_shot_all_reduce_add_norm_kernel");
 }
 
 }  // namespace pagoda::kernels

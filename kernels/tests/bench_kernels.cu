@@ -62,8 +62,11 @@ int num_sms() {
   return prop.multiProcessorCount;
 }
 
-void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int unroll = 0) {
-  const int Hq = 16, Hkv = 8, D = 128, sets = 3;
+// Hq / Hkv: query and KV heads (16 / 8 as Qwen3-0.6B; 32 / 8 as Qwen3-8B, 16 / 4 its share at TP=2).
+// force_gc: query heads per CTA other than the kernel's choice (a KV row is then read once per CTA of its
+// group, the repeats mostly from L2).
+void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int unroll = 0, int Hq = 16, int Hkv = 8, int force_gc = 0) {
+  const int D = 128, sets = 3;
   const int blocks_per_seq = ceil_div(ctx, bs);
   const size_t blocks = static_cast<size_t>(B) * blocks_per_seq;
   std::vector<int32_t> table(blocks);
@@ -87,21 +90,25 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int unroll = 0)
   PAGODA_CUDA_CHECK(cudaMalloc(&out, static_cast<size_t>(B) * Hq * D * 2));
   PAGODA_CUDA_CHECK(cudaMalloc(&pacc, static_cast<size_t>(B) * Hq * 64 * D * 4));
   PAGODA_CUDA_CHECK(cudaMalloc(&pml, static_cast<size_t>(B) * Hq * 64 * 2 * 4));
-  const int gc = decode_heads_per_cta(Hq / Hkv);
+  const int gc = force_gc > 0 ? force_gc : decode_heads_per_cta(Hq / Hkv);
   const int splits = forced_splits > 0 ? forced_splits : decode_splits(B, Hq, gc, ctx, num_sms(), decode_resident_ctas(D, Hq / Hkv), 64);
   const float ms = median_ms([&](int i) {
     DecodeAttentionParams p{q[i % sets], k[i % sets], v[i % sets], dt, dc, nullptr, nullptr, out, pacc, pml, B, Hq, Hkv, bs,
                             blocks_per_seq, splits, Hq * D, Hq * D, 0.088f};
-    if (unroll == 4) {  // the alternative register/softmax-batching trade-off, for comparison
-      launch_decode_gc<128, 2, 4>(p, dim3(Hq / 2, B, splits), nullptr);
+    if (unroll == 4 || force_gc > 0) {  // alternative trade-offs, for comparison
+      const dim3 grid(Hq / gc, B, splits);
+      if (unroll == 4) launch_decode_gc<128, 2, 4>(p, grid, nullptr);
+      else if (gc == 1) launch_decode_gc<128, 1>(p, grid, nullptr);
+      else if (gc == 2) launch_decode_gc<128, 2>(p, grid, nullptr);
+      else launch_decode_gc<128, 4>(p, grid, nullptr);
       if (splits > 1) decode_attention_reduce_kernel<128><<<dim3(B, Hq), 128>>>(p);
     } else {
       launch_decode_attention(p, D, nullptr);
     }
   });
   const double bytes = 2.0 * kv * 2 + 2.0 * B * Hq * D * 2;
-  std::printf("decode attention  B=%-4d ctx=%-6d bs=%-3d splits=%-3d%s %9.1f us  %5.2f TB/s\n", B, ctx, bs, splits,
-              unroll == 4 ? " unroll4" : "        ", ms * 1e3, bytes / (ms * 1e-3) / 1e12);
+  std::printf("decode attention  B=%-4d ctx=%-6d bs=%-3d splits=%-3d%s heads %2d/%d per CTA %d %9.1f us  %5.2f TB/s\n", B, ctx, bs,
+              splits, unroll == 4 ? " unroll4" : "        ", Hq, Hkv, gc, ms * 1e3, bytes / (ms * 1e-3) / 1e12);
   for (int s = 0; s < sets; s++) {
     cudaFree(k[s]);
     cudaFree(v[s]);
@@ -252,6 +259,9 @@ int main() {
   bench_decode(8, 32768, 16);
   bench_decode(64, 4096, 32);
   bench_decode(64, 4096, 64);
+  // GQA group 4 (Qwen3-8B and its TP=2 share): the kernel's 4 heads per CTA against 2 and 1
+  for (int gc : {0, 2, 1}) bench_decode(64, 4096, 16, 0, 0, 32, 8, gc);
+  for (int gc : {0, 2}) bench_decode(128, 1024, 16, 0, 0, 16, 4, gc);
   bench_prefill(1, 8192);
   bench_prefill(64, 512);
   bench_linear_step({"Qwen3-0.6B", 1024, 2048, 1024, 3072, 151936, 28}, {1, 2, 4, 8, 64, 256});

@@ -38,6 +38,8 @@ const withProjections = (dtype: ProjDtype) => {
   process.env.PAGODA_PROJ_DTYPE = dtype;
 };
 
+// Non-zero unless the checks below run to the end and all pass (a run that stops early must not pass).
+process.exitCode = 1;
 let failures = 0;
 const line = (ok: boolean, what: string, detail: string) => {
   if (!ok) failures++;
@@ -149,3 +151,90 @@ async function versusOneGpu(dir: string, name: string, tp: number) {
     );
   });
 }
+
+interface Exit {
+  code: number | null;
+  stderr: string;
+  /** seconds from the injected fault's message to the exit (NaN if there was none) */
+  afterFault: number;
+}
+
+function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 600_000): Promise<Exit> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'runtime', 'src', 'cli.ts'), ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    let faultAt = Number.NaN;
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (Number.isNaN(faultAt) && stderr.includes('PAGODA_TP_FAULT')) faultAt = performance.now();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr, afterFault: (performance.now() - faultAt) / 1000 });
+    });
+  });
+}
+
+async function refusals(dir: string, oddDir: string, gpus: number) {
+  const gen = (model: string, tp: number) =>
+    runCli(
+      ['generate', '--model', model, '--device', 'cuda', '--tensor-parallel-size', String(tp), '--prompt', 'hi'],
+      {},
+      180_000,
+    );
+  const odd = await gen(oddDir, 2);
+  line(
+    odd.code !== 0 && /must divide the model's 3 attention heads/.test(odd.stderr),
+    'TP=2 on a model with 3 attention heads is refused',
+    odd.stderr.trim().split('\n').at(-1) ?? '',
+  );
+  const tooMany = gpus * 2 <= 8 ? gpus * 2 : 0;
+  if (tooMany > 0) {
+    const r = await gen(dir, tooMany);
+    line(
+      r.code !== 0 && new RegExp(`needs ${tooMany} GPUs but ${gpus} are visible`).test(r.stderr),
+      `TP=${tooMany} on ${gpus} visible GPUs is refused`,
+      r.stderr.trim().split('\n').at(-1) ?? '',
+    );
+  }
+}
+
+async function hungRank(dir: string, tp: number) {
+  const timeout = 5;
+  const r = await runCli(
+    [
+      ...['generate', '--model', dir, '--device', 'cuda', '--tensor-parallel-size', String(tp)],
+      ...['--prompt', 'hello', '--max-tokens', '32', '--gpu-memory-utilization', '0.5'],
+    ],
+    { PAGODA_TP_FAULT: 'hang@5', PAGODA_TP_TIMEOUT_S: String(timeout) },
+    180_000,
+  );
+  line(
+    r.code !== 0 && r.code !== null && /did not finish within/.test(r.stderr) && r.afterFault <= timeout + 3,
+    `TP=${tp}: a rank that stops ends the process within the watchdog`,
+    `exit code ${r.code}, ${r.afterFault.toFixed(1)} s after the fault (timeout ${timeout} s): ` +
+      (r.stderr.split('\n').find((l) => l.includes('collective failed')) ?? 'no watchdog message'),
+  );
+}
+
+const args = process.argv.slice(2);
+const single = args[0] === '--model';
+if (single) args.shift();
+const dir = args[0];
+if (!dir) throw new Error('usage: tensor-parallel.ts MODELS_DIR [N] | --model DIR [N]');
+const tp = Number(args[1] ?? 2);
+if (single) {
+  await versusOneGpu(dir, basename(dir), tp);
+} else {
+  const gpus = nativeModule().gpuCount?.() ?? 0;
+  await versusOneGpu(join(dir, 'qwen3-0.6b'), 'Qwen3-0.6B shapes', tp);
+  await versusOneGpu(join(dir, 'llama-1b'), 'Llama-3.2-1B shapes', tp);
+  await refusals(join(dir, 'qwen3-small'), join(dir, 'odd-heads'), gpus);
+  await hungRank(join(dir, 'qwen3-0.6b'), tp);
+}
+console.log(`tensor-parallel checks: ${failures === 0 ? 'all passed' : `${failures} failed`}`);
+process.exitCode = failures === 0 ? 0 : 1;

@@ -239,6 +239,8 @@ void CudaRank::size_workspace() {
   if (proj_dtype != "bf16" && proj_dtype != "f32")
     throw EngineError("PAGODA_PROJ_DTYPE=" + proj_dtype + " is not a type: use bf16 (the default) or f32");
   proj_f32_ = proj_dtype == "f32";
+  const char* fuse = std::getenv("PAGODA_TP_FUSE_NORM");
+  fuse_norm_ = fuse == nullptr || std::string(fuse) != "0";
   if (proj_f32_) proj_ = DeviceArray<float>(T * H);
   else proj_bf16_ = DeviceArray<bf16>(T * H);
   h_ = DeviceArray<bf16>(T * H);
@@ -382,8 +384,12 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
     const Layer& L = layers_[l];
     bf16* kc = kv_.get() + 2 * l * layer_elems_;
     bf16* vc = kc + layer_elems_;
-    profiler_.mark("residual add + norm", stream_);
-    add_norm(l == 0, L.attn_norm.get(), h_.get(), nullptr, T);
+    if (l == 0) {
+      profiler_.mark("residual add + norm", stream_);
+      add_norm(true, L.attn_norm.get(), h_.get(), nullptr, T);
+    } else {
+      reduce_add_norm(T, L.attn_norm.get());  // the previous layer's down projection
+    }
     profiler_.mark("qkv projection", stream_);
     linear(cublas_, h_.get(), T, L.qkv.w, qkv_.get(), false);
     profiler_.mark("qk norm, rope, kv store", stream_);
@@ -407,17 +413,15 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
     }
     profiler_.mark("o projection", stream_);
     linear(cublas_, attn_.get(), T, L.o.w, proj(), proj_f32_);
-    all_reduce_projection(T);
-    profiler_.mark("residual add + norm", stream_);
-    add_norm(false, L.mlp_norm.get(), h_.get(), nullptr, T);
+    reduce_add_norm(T, L.mlp_norm.get());
     profiler_.mark("gate/up projection", stream_);
     linear(cublas_, h_.get(), T, L.gate_up.w, gu_.get(), false);
     profiler_.mark("silu and mul", stream_);
     kernels::launch_silu_and_mul(gu_.get(), act_.get(), T, I, stream_);
     profiler_.mark("down projection", stream_);
     linear(cublas_, act_.get(), T, L.down.w, proj(), proj_f32_);
-    all_reduce_projection(T);
   }
+  all_reduce_projection(T);  // the last down projection: its norm reads only the sampled rows
   if (shard_.vocab == 0) return;  // the LM head is rank 0's alone
   profiler_.mark("residual add + norm", stream_);
   add_norm(false, final_norm_.get(), hl_.get(), in_.logit_rows, R);
@@ -443,6 +447,21 @@ void CudaRank::all_reduce_projection(int T) {
 }
 
 // The first n elements of the projection buffer.
+// After a row-parallel projection: sum it across ranks, add it to the residual stream and normalise
+// into h_ — in one kernel when the one-shot all-reduce takes the tensor (bf16 projections; PAGODA_TP_FUSE_NORM=0
+// turns the fusion off, for comparisons), else the all-reduce and then add_norm.
+void CudaRank::reduce_add_norm(int T, const bf16* weight) {
+  const int H = cfg_.hidden_size;
+  if (fuse_norm_ && comm_ != nullptr && peer_ && !proj_f32_ && peer_->fits(static_cast<int64_t>(T) * H * 2)) {
+    profiler_.mark("all-reduce + add + norm", stream_);
+    peer_->run_add_norm(proj_bf16_.get(), T, H, residual_.get(), weight, h_.get(), static_cast<float>(cfg_.rms_norm_eps), stream_);
+    return;
+  }
+  all_reduce_projection(T);
+  profiler_.mark("residual add + norm", stream_);
+  add_norm(false, weight, h_.get(), nullptr, T);
+}
+
 void CudaRank::nccl_all_reduce(int64_t n) {
   check_nccl(ncclAllReduce(proj(), proj(), static_cast<size_t>(n), proj_f32_ ? ncclFloat32 : ncclBfloat16, ncclSum, comm_, stream_),
              "ncclAllReduce");

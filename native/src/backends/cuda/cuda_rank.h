@@ -100,6 +100,7 @@ class CudaRank {
   void upload_inputs(const StepInput& in, const StepPlan& plan, int bucket);
   void forward(int T, int E, bool identity_entries, int NT, int R, int splits);
   void all_reduce_projection(int T);
+  void reduce_add_norm(int T, const bf16* weight);
   void nccl_all_reduce(int64_t n);
   void* proj() const;
   void add_norm(bool first, const bf16* weight, bf16* out, const int32_t* rows, int n);
@@ -131,6 +132,7 @@ class CudaRank {
   DeviceArray<float> residual_, proj_, logits_, logits_work_, partial_acc_, partial_ml_;
   DeviceArray<bf16> h_, qkv_, q_, attn_, gu_, act_, hl_, proj_bf16_;
   bool proj_f32_ = false;
+  bool fuse_norm_ = true;  // all-reduce + residual add + norm in one kernel (tensor parallelism)
   DeviceArray<int32_t> in_dev_;
   PinnedArray<int32_t> in_host_;
   int64_t offsets_[11] = {};

@@ -6,6 +6,7 @@
 //
 // PAGODA_TP_ALL_REDUCE=nccl turns it off (every all-reduce through NCCL), for comparisons.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -103,6 +104,11 @@ class PeerAllReduce {
   // and publishes its arrival with a system-scope release that the others acquire: after the barrier,
   // every rank sees what the others wrote before it (the LM head's slices of rank 0's logits).
   void barrier(cudaStream_t stream) const { run(barrier_.get(), 4, false, stream); }
+
+  // The bf16 all-reduce of `data` ([rows, H], not written) fused with what follows it in a layer:
+  // residual += the sum; out = RMSNorm(residual) * weight (kernels/all_reduce.cuh). Same call rules as run.
+  void run_add_norm(void* data, int rows, int H, float* residual, const __nv_bfloat16* weight, __nv_bfloat16* out, float eps,
+                    cudaStream_t stream) const;
 
  private:
   int rank_, world_;

@@ -68,21 +68,27 @@ class StepProfiler {
     used_ = 0;
   }
 
-  // The table, to stderr.
+  // The table, to stderr in one write (ranks report from their own threads at once).
   void report(int rank) const {
     if (!enabled_ || steps_ == 0) return;
-    std::fprintf(stderr, "pagoda: profile of rank %d over %lld steps (eager; ms per step, share of the step's wall time)\n", rank,
-                 static_cast<long long>(steps_));
+    std::string text;
+    char line[200];
+    std::snprintf(line, sizeof line, "pagoda: profile of rank %d over %lld steps (eager; ms per step, share of the step's wall time)\n",
+                  rank, static_cast<long long>(steps_));
+    text += line;
     std::vector<std::pair<double, std::string>> rows;
     for (const auto& [kind, t] : totals_) rows.emplace_back(t.ms, kind);
     std::sort(rows.rbegin(), rows.rend());
     const double per = static_cast<double>(steps_);
-    for (const auto& [ms, kind] : rows)
-      std::fprintf(stderr, "  %-28s %9.3f ms  %5.1f%%  (%lld calls)\n", kind.c_str(), ms / per, 100.0 * ms / wall_ms_,
-                   static_cast<long long>(totals_.at(kind).calls));
-    std::fprintf(stderr, "  %-28s %9.3f ms  %5.1f%%\n", "host, outside the GPU work", (wall_ms_ - gpu_ms_) / per,
-                 100.0 * (wall_ms_ - gpu_ms_) / wall_ms_);
-    std::fprintf(stderr, "  %-28s %9.3f ms\n", "step (wall)", wall_ms_ / per);
+    for (const auto& [ms, kind] : rows) {
+      std::snprintf(line, sizeof line, "  %-28s %9.3f ms  %5.1f%%  (%lld calls)\n", kind.c_str(), ms / per, 100.0 * ms / wall_ms_,
+                    static_cast<long long>(totals_.at(kind).calls));
+      text += line;
+    }
+    std::snprintf(line, sizeof line, "  %-28s %9.3f ms  %5.1f%%\n  %-28s %9.3f ms\n", "host, outside the GPU work",
+                  (wall_ms_ - gpu_ms_) / per, 100.0 * (wall_ms_ - gpu_ms_) / wall_ms_, "step (wall)", wall_ms_ / per);
+    text += line;
+    std::fputs(text.c_str(), stderr);
   }
 
  private:
