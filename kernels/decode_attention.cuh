@@ -12,6 +12,8 @@
 // staged in shared memory, so computing a K/V address needs no dependent global load.
 #pragma once
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "common.cuh"
 
@@ -61,11 +63,12 @@ __host__ __device__ constexpr int decode_default_unroll() {
   return decode_dims_per_thread<GC>() == 16 ? 2 : 4;
 }
 
-// Grid: (Hq / GC, E, splits). Block: 128.
-template <int D, int GC, int UNROLL = decode_default_unroll<GC>()>
+// Grid: (Hq / GC, E, splits). Block: 128. DPT: dims per thread (8 or 16); UNROLL: token groups per
+// softmax update — defaults by GC, other values for measuring the trade-offs (bench_kernels).
+template <int D, int GC, int UNROLL = decode_default_unroll<GC>(), int DPT = decode_dims_per_thread<GC>()>
 __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionParams p) {
   using namespace detail;
-  constexpr int DPT = decode_dims_per_thread<GC>();
+  static_assert(DPT == 8 || DPT == 16, "8 or 16 dims per thread");
   constexpr int VEC = DPT / 8;             // 16-byte loads per row per thread
   constexpr int TPT = D / DPT;             // threads per token
   constexpr int TOK_PER_WARP = 32 / TPT;
@@ -268,9 +271,23 @@ inline int decode_heads_per_cta(int group) {
   return 1;
 }
 
-template <int D, int GC, int UNROLL = decode_default_unroll<GC>()>
+template <int D, int GC, int UNROLL = decode_default_unroll<GC>(), int DPT = decode_dims_per_thread<GC>()>
 void launch_decode_gc(const DecodeAttentionParams& p, dim3 grid, cudaStream_t s) {
-  decode_attention_kernel<D, GC, UNROLL><<<grid, 128, 0, s>>>(p);
+  decode_attention_kernel<D, GC, UNROLL, DPT><<<grid, 128, 0, s>>>(p);
+}
+
+// PAGODA_DECODE_GQA4 (for comparisons): the kernel variant for groups of 4 query heads per KV head —
+// u2dpt16 (default), u4dpt8, u2dpt8 or u1dpt16 (token groups per softmax update, dims per thread).
+inline int decode_gqa4_variant() {
+  static const int variant = [] {
+    const char* env = std::getenv("PAGODA_DECODE_GQA4");
+    const std::string v = env != nullptr && *env != '\0' ? env : "u2dpt16";
+    const char* names[] = {"u2dpt16", "u4dpt8", "u2dpt8", "u1dpt16"};
+    for (int i = 0; i < 4; i++)
+      if (v == names[i]) return i;
+    throw std::runtime_error("PAGODA_DECODE_GQA4=" + v + " is not a variant: use u2dpt16, u4dpt8, u2dpt8 or u1dpt16");
+  }();
+  return variant;
 }
 
 template <int D>
@@ -281,7 +298,14 @@ void launch_decode_attention_d(const DecodeAttentionParams& p, cudaStream_t s) {
     case 1: launch_decode_gc<D, 1>(p, grid, s); break;
     case 2: launch_decode_gc<D, 2>(p, grid, s); break;
     case 3: launch_decode_gc<D, 3>(p, grid, s); break;
-    case 4: launch_decode_gc<D, 4>(p, grid, s); break;
+    case 4:
+      switch (decode_gqa4_variant()) {
+        case 1: launch_decode_gc<D, 4, 4, 8>(p, grid, s); break;
+        case 2: launch_decode_gc<D, 4, 2, 8>(p, grid, s); break;
+        case 3: launch_decode_gc<D, 4, 1, 16>(p, grid, s); break;
+        default: launch_decode_gc<D, 4>(p, grid, s); break;
+      }
+      break;
     case 5: launch_decode_gc<D, 5>(p, grid, s); break;
     case 6: launch_decode_gc<D, 6>(p, grid, s); break;
     case 7: launch_decode_gc<D, 7>(p, grid, s); break;

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "decode_attention.cuh"
@@ -117,6 +118,54 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int unroll = 0,
   cudaFree(out);
   cudaFree(pacc);
   cudaFree(pml);
+  cudaFree(dt);
+  cudaFree(dc);
+}
+
+// Decode attention variants for GQA group 4: heads per CTA, token groups per softmax update, dims per
+// thread — the trade-off between arithmetic per byte, registers (occupancy) and bytes in flight.
+void bench_gqa4_variants(int B, int ctx, int Hq, int Hkv) {
+  const int D = 128, bs = 16, sets = 3, bps = ceil_div(ctx, bs);
+  const size_t blocks = static_cast<size_t>(B) * bps, kv = blocks * Hkv * bs * D;
+  std::vector<int32_t> table(blocks), ctxs(B, ctx);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), std::mt19937(1));
+  int32_t *dt, *dc;
+  PAGODA_CUDA_CHECK(cudaMalloc(&dt, blocks * 4));
+  PAGODA_CUDA_CHECK(cudaMalloc(&dc, B * 4));
+  cudaMemcpy(dt, table.data(), blocks * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(dc, ctxs.data(), B * 4, cudaMemcpyHostToDevice);
+  std::vector<bf16*> k(sets), v(sets), q(sets);
+  for (int s = 0; s < sets; s++) {
+    k[s] = random_device(kv, 3 * s + 1);
+    v[s] = random_device(kv, 3 * s + 2);
+    q[s] = random_device(static_cast<size_t>(B) * Hq * D, 3 * s + 3);
+  }
+  bf16* out;
+  PAGODA_CUDA_CHECK(cudaMalloc(&out, static_cast<size_t>(B) * Hq * D * 2));
+  const double bytes = 2.0 * kv * 2 + 2.0 * B * Hq * D * 2;
+  const auto run = [&](const char* name, int gc, auto launch_main) {
+    const float ms = median_ms([&](int i) {
+      DecodeAttentionParams p{q[i % sets], k[i % sets], v[i % sets], dt, dc, nullptr, nullptr, out, nullptr, nullptr, B, Hq, Hkv, bs,
+                              bps, 1, Hq * D, Hq * D, 0.088f};
+      launch_main(p, dim3(Hq / gc, B, 1));
+    });
+    std::printf("decode attention  B=%-4d ctx=%-6d heads %2d/%d variant %-14s %9.1f us  %5.2f TB/s\n", B, ctx, Hq, Hkv, name, ms * 1e3,
+                bytes / (ms * 1e-3) / 1e12);
+  };
+  using P = const DecodeAttentionParams&;
+  run("gc4-u2-dpt16", 4, [](P p, dim3 g) { launch_decode_gc<128, 4, 2, 16>(p, g, nullptr); });
+  run("gc4-u4-dpt8", 4, [](P p, dim3 g) { launch_decode_gc<128, 4, 4, 8>(p, g, nullptr); });
+  run("gc4-u2-dpt8", 4, [](P p, dim3 g) { launch_decode_gc<128, 4, 2, 8>(p, g, nullptr); });
+  run("gc4-u1-dpt16", 4, [](P p, dim3 g) { launch_decode_gc<128, 4, 1, 16>(p, g, nullptr); });
+  run("gc2-u2-dpt16", 2, [](P p, dim3 g) { launch_decode_gc<128, 2, 2, 16>(p, g, nullptr); });
+  run("gc2-u4-dpt8", 2, [](P p, dim3 g) { launch_decode_gc<128, 2, 4, 8>(p, g, nullptr); });
+  for (int s = 0; s < sets; s++) {
+    cudaFree(k[s]);
+    cudaFree(v[s]);
+    cudaFree(q[s]);
+  }
+  cudaFree(out);
   cudaFree(dt);
   cudaFree(dc);
 }
@@ -247,7 +296,9 @@ void bench_linear_step(const StepShapes& m, const std::vector<int>& rows) {
   cudaStreamDestroy(s);
 }
 
-int main() {
+// --attention: the decode-attention rows only.
+int main(int argc, char** argv) {
+  const bool attention_only = argc > 1 && std::string(argv[1]) == "--attention";
   std::printf("== Pagoda kernels (16 query / 8 KV heads, head_dim 128; paged KV, bf16)\n");
   bench_decode(64, 4096, 16);
   bench_decode(64, 4096, 16, 0, 4);
@@ -262,6 +313,9 @@ int main() {
   // GQA group 4 (Qwen3-8B and its TP=2 share): the kernel's 4 heads per CTA against 2 and 1
   for (int gc : {0, 2, 1}) bench_decode(64, 4096, 16, 0, 0, 32, 8, gc);
   for (int gc : {0, 2}) bench_decode(128, 1024, 16, 0, 0, 16, 4, gc);
+  bench_gqa4_variants(64, 4096, 32, 8);
+  bench_gqa4_variants(128, 1024, 16, 4);
+  if (attention_only) return 0;
   bench_prefill(1, 8192);
   bench_prefill(64, 512);
   bench_linear_step({"Qwen3-0.6B", 1024, 2048, 1024, 3072, 151936, 28}, {1, 2, 4, 8, 64, 256});

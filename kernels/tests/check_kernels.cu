@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <string>
@@ -103,7 +104,9 @@ PagedSeqs make_cache(const std::vector<int>& ctx, int bs, int Hkv, int D) {
   return c;
 }
 
-void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits, bool varied) {
+// `launch`/`variant`: a kernel variant to check instead of the dispatching launcher (D 128).
+void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits, bool varied,
+                  const std::function<void(const DecodeAttentionParams&)>& launch = {}, const char* variant = "") {
   std::vector<int> ctx(B);
   std::uniform_int_distribution<int> len(1, ctx_len);
   for (int i = 0; i < B; i++) ctx[i] = varied ? len(rng) : ctx_len;
@@ -121,7 +124,8 @@ void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   DecodeAttentionParams p{dq.p, dk.p, dv.p, dt.p, dc.p, nullptr, nullptr, dout.p, pacc.p, pml.p, B, Hq, Hkv, bs, c.max_blocks, splits,
                           Hq * D, Hq * D, scale};
-  launch_decode_attention(p, D, nullptr);
+  if (launch) launch(p);
+  else launch_decode_attention(p, D, nullptr);
   PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
   auto got = dout.get();
   // Reference for up to 48 (sequence, head) pairs: full references at 256 x 32k would take minutes.
@@ -147,8 +151,8 @@ void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits
   for (auto x : got)
     if (!std::isfinite(__bfloat162float(x))) written = false;
   char name[200];
-  std::snprintf(name, sizeof name, "decode  B=%-3d ctx%s%-6d Hq=%-2d Hkv=%d D=%-3d bs=%-2d splits=%d", B, varied ? "<=" : "=", ctx_len, Hq,
-                Hkv, D, bs, splits);
+  std::snprintf(name, sizeof name, "decode  B=%-3d ctx%s%-6d Hq=%-2d Hkv=%d D=%-3d bs=%-2d splits=%d%s", B, varied ? "<=" : "=", ctx_len, Hq,
+                Hkv, D, bs, splits, variant);
   report(name, err, written);
 }
 
@@ -625,6 +629,19 @@ int main() {
   check_decode(32, 2000, 32, 8, 128, 32, 4, true);
   check_decode(16, 777, 14, 2, 64, 1, 3, true);  // GQA 7, block size 1
   check_decode(4, 5000, 64, 8, 128, 64, 8, true);
+  // every kernel variant measured for GQA group 4 (bench_kernels), split and unsplit
+  for (int splits : {1, 3}) {
+    const auto variant = [&](auto launch_main, int gc, const char* name) {
+      check_decode(16, 700, 32, 8, 128, 16, splits, true, [&](const DecodeAttentionParams& p) {
+        launch_main(p, dim3(p.Hq / gc, p.E, p.splits));
+        if (p.splits > 1) decode_attention_reduce_kernel<128><<<dim3(p.E, p.Hq), 128>>>(p);
+      }, name);
+    };
+    variant([](const DecodeAttentionParams& p, dim3 g) { launch_decode_gc<128, 4, 4, 8>(p, g, nullptr); }, 4, " gc4 u4 dpt8");
+    variant([](const DecodeAttentionParams& p, dim3 g) { launch_decode_gc<128, 4, 2, 8>(p, g, nullptr); }, 4, " gc4 u2 dpt8");
+    variant([](const DecodeAttentionParams& p, dim3 g) { launch_decode_gc<128, 4, 1, 16>(p, g, nullptr); }, 4, " gc4 u1 dpt16");
+    variant([](const DecodeAttentionParams& p, dim3 g) { launch_decode_gc<128, 2, 4, 8>(p, g, nullptr); }, 2, " gc2 u4 dpt8");
+  }
   // prefill: fresh prompts, chunks after cached context (chunked prefill, prefix-cache hits), mixed batch
   for (int D : {64, 128}) {
     check_prefill({{0, 100}}, 8, 8, D, 16);
