@@ -9,6 +9,7 @@
 #include <cublas_v2.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <numeric>
 #include <random>
@@ -63,10 +64,22 @@ int num_sms() {
   return prop.multiProcessorCount;
 }
 
+// A decode-attention kernel other than the dispatcher's choice: the main kernel on a given grid (the
+// merge pass follows when there are splits), its query heads per CTA, and its name in the table.
+struct DecodeVariant {
+  const char* name;
+  int heads_per_cta;
+  void (*launch)(const DecodeAttentionParams&, dim3);
+};
+
+template <int GC, int UNROLL = decode_default_unroll<GC>(), int DPT = decode_dims_per_thread<GC>()>
+void decode_main(const DecodeAttentionParams& p, dim3 grid) {
+  launch_decode_gc<128, GC, UNROLL, DPT>(p, grid, nullptr);
+}
+
 // Hq / Hkv: query and KV heads (16 / 8 as Qwen3-0.6B; 32 / 8 as Qwen3-8B, 16 / 4 its share at TP=2).
-// force_gc: query heads per CTA other than the kernel's choice (a KV row is then read once per CTA of its
-// group, the repeats mostly from L2).
-void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int unroll = 0, int Hq = 16, int Hkv = 8, int force_gc = 0) {
+// forced_splits 0: the engine's split heuristic. variant: null for the dispatching launcher.
+void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, int Hkv = 8, const DecodeVariant* variant = nullptr) {
   const int D = 128, sets = 3;
   const int blocks_per_seq = ceil_div(ctx, bs);
   const size_t blocks = static_cast<size_t>(B) * blocks_per_seq;
@@ -91,25 +104,21 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int unroll = 0,
   PAGODA_CUDA_CHECK(cudaMalloc(&out, static_cast<size_t>(B) * Hq * D * 2));
   PAGODA_CUDA_CHECK(cudaMalloc(&pacc, static_cast<size_t>(B) * Hq * 64 * D * 4));
   PAGODA_CUDA_CHECK(cudaMalloc(&pml, static_cast<size_t>(B) * Hq * 64 * 2 * 4));
-  const int gc = force_gc > 0 ? force_gc : decode_heads_per_cta(Hq / Hkv);
+  const int gc = variant ? variant->heads_per_cta : decode_heads_per_cta(Hq / Hkv);
   const int splits = forced_splits > 0 ? forced_splits : decode_splits(B, Hq, gc, ctx, num_sms(), decode_resident_ctas(D, Hq / Hkv), 64);
   const float ms = median_ms([&](int i) {
     DecodeAttentionParams p{q[i % sets], k[i % sets], v[i % sets], dt, dc, nullptr, nullptr, out, pacc, pml, B, Hq, Hkv, bs,
                             blocks_per_seq, splits, Hq * D, Hq * D, 0.088f};
-    if (unroll == 4 || force_gc > 0) {  // alternative trade-offs, for comparison
-      const dim3 grid(Hq / gc, B, splits);
-      if (unroll == 4) launch_decode_gc<128, 2, 4>(p, grid, nullptr);
-      else if (gc == 1) launch_decode_gc<128, 1>(p, grid, nullptr);
-      else if (gc == 2) launch_decode_gc<128, 2>(p, grid, nullptr);
-      else launch_decode_gc<128, 4>(p, grid, nullptr);
+    if (variant) {
+      variant->launch(p, dim3(Hq / gc, B, splits));
       if (splits > 1) decode_attention_reduce_kernel<128><<<dim3(B, Hq), 128>>>(p);
     } else {
       launch_decode_attention(p, D, nullptr);
     }
   });
   const double bytes = 2.0 * kv * 2 + 2.0 * B * Hq * D * 2;
-  std::printf("decode attention  B=%-4d ctx=%-6d bs=%-3d splits=%-3d%s heads %2d/%d per CTA %d %9.1f us  %5.2f TB/s\n", B, ctx, bs,
-              splits, unroll == 4 ? " unroll4" : "        ", Hq, Hkv, gc, ms * 1e3, bytes / (ms * 1e-3) / 1e12);
+  std::printf("decode attention  B=%-4d ctx=%-6d bs=%-3d splits=%-3d heads %2d/%d per CTA %d %-14s %9.1f us  %5.2f TB/s\n", B, ctx,
+              bs, splits, Hq, Hkv, gc, variant ? variant->name : "", ms * 1e3, bytes / (ms * 1e-3) / 1e12);
   for (int s = 0; s < sets; s++) {
     cudaFree(k[s]);
     cudaFree(v[s]);
@@ -122,53 +131,16 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int unroll = 0,
   cudaFree(dc);
 }
 
-// Decode attention variants for GQA group 4: heads per CTA, token groups per softmax update, dims per
-// thread — the trade-off between arithmetic per byte, registers (occupancy) and bytes in flight.
-void bench_gqa4_variants(int B, int ctx, int Hq, int Hkv) {
-  const int D = 128, bs = 16, sets = 3, bps = ceil_div(ctx, bs);
-  const size_t blocks = static_cast<size_t>(B) * bps, kv = blocks * Hkv * bs * D;
-  std::vector<int32_t> table(blocks), ctxs(B, ctx);
-  std::iota(table.begin(), table.end(), 0);
-  std::shuffle(table.begin(), table.end(), std::mt19937(1));
-  int32_t *dt, *dc;
-  PAGODA_CUDA_CHECK(cudaMalloc(&dt, blocks * 4));
-  PAGODA_CUDA_CHECK(cudaMalloc(&dc, B * 4));
-  cudaMemcpy(dt, table.data(), blocks * 4, cudaMemcpyHostToDevice);
-  cudaMemcpy(dc, ctxs.data(), B * 4, cudaMemcpyHostToDevice);
-  std::vector<bf16*> k(sets), v(sets), q(sets);
-  for (int s = 0; s < sets; s++) {
-    k[s] = random_device(kv, 3 * s + 1);
-    v[s] = random_device(kv, 3 * s + 2);
-    q[s] = random_device(static_cast<size_t>(B) * Hq * D, 3 * s + 3);
-  }
-  bf16* out;
-  PAGODA_CUDA_CHECK(cudaMalloc(&out, static_cast<size_t>(B) * Hq * D * 2));
-  const double bytes = 2.0 * kv * 2 + 2.0 * B * Hq * D * 2;
-  const auto run = [&](const char* name, int gc, auto launch_main) {
-    const float ms = median_ms([&](int i) {
-      DecodeAttentionParams p{q[i % sets], k[i % sets], v[i % sets], dt, dc, nullptr, nullptr, out, nullptr, nullptr, B, Hq, Hkv, bs,
-                              bps, 1, Hq * D, Hq * D, 0.088f};
-      launch_main(p, dim3(Hq / gc, B, 1));
-    });
-    std::printf("decode attention  B=%-4d ctx=%-6d heads %2d/%d variant %-14s %9.1f us  %5.2f TB/s\n", B, ctx, Hq, Hkv, name, ms * 1e3,
-                bytes / (ms * 1e-3) / 1e12);
-  };
-  using P = const DecodeAttentionParams&;
-  run("gc4-u2-dpt16", 4, [](P p, dim3 g) { launch_decode_gc<128, 4, 2, 16>(p, g, nullptr); });
-  run("gc4-u4-dpt8", 4, [](P p, dim3 g) { launch_decode_gc<128, 4, 4, 8>(p, g, nullptr); });
-  run("gc4-u2-dpt8", 4, [](P p, dim3 g) { launch_decode_gc<128, 4, 2, 8>(p, g, nullptr); });
-  run("gc4-u1-dpt16", 4, [](P p, dim3 g) { launch_decode_gc<128, 4, 1, 16>(p, g, nullptr); });
-  run("gc2-u2-dpt16", 2, [](P p, dim3 g) { launch_decode_gc<128, 2, 2, 16>(p, g, nullptr); });
-  run("gc2-u4-dpt8", 2, [](P p, dim3 g) { launch_decode_gc<128, 2, 4, 8>(p, g, nullptr); });
-  for (int s = 0; s < sets; s++) {
-    cudaFree(k[s]);
-    cudaFree(v[s]);
-    cudaFree(q[s]);
-  }
-  cudaFree(out);
-  cudaFree(dt);
-  cudaFree(dc);
-}
+// Variants for a group of 2 (the alternative register / softmax-batching trade-off) and for GQA group 4:
+// heads per CTA (fewer: a KV row is read once per CTA of its group, the repeats mostly from L2), token
+// groups per softmax update, dims per thread — arithmetic per byte against registers (occupancy) and
+// bytes in flight.
+const DecodeVariant kUnroll4{"unroll4", 2, decode_main<2, 4>};
+const DecodeVariant kGqa4Variants[] = {
+    {"gc4-u2-dpt16", 4, decode_main<4, 2, 16>}, {"gc4-u4-dpt8", 4, decode_main<4, 4, 8>}, {"gc4-u2-dpt8", 4, decode_main<4, 2, 8>},
+    {"gc4-u1-dpt16", 4, decode_main<4, 1, 16>}, {"gc2-u2-dpt16", 2, decode_main<2, 2, 16>}, {"gc2-u4-dpt8", 2, decode_main<2, 4, 8>},
+    {"gc1", 1, decode_main<1>},
+};
 
 void bench_prefill(int S, int len) {
   const int Hq = 16, Hkv = 8, D = 128, bs = 16;
@@ -301,20 +273,20 @@ int main(int argc, char** argv) {
   const bool attention_only = argc > 1 && std::string(argv[1]) == "--attention";
   std::printf("== Pagoda kernels (16 query / 8 KV heads, head_dim 128; paged KV, bf16)\n");
   bench_decode(64, 4096, 16);
-  bench_decode(64, 4096, 16, 0, 4);
-  bench_decode(256, 1024, 16, 0, 4);
-  bench_decode(1, 32768, 16, 0, 4);
+  bench_decode(64, 4096, 16, 0, 16, 8, &kUnroll4);
+  bench_decode(256, 1024, 16, 0, 16, 8, &kUnroll4);
+  bench_decode(1, 32768, 16, 0, 16, 8, &kUnroll4);
   bench_decode(1, 32768, 16);
   bench_decode(1, 32768, 16, 1);
   bench_decode(256, 1024, 16);
   bench_decode(8, 32768, 16);
   bench_decode(64, 4096, 32);
   bench_decode(64, 4096, 64);
-  // GQA group 4 (Qwen3-8B and its TP=2 share): the kernel's 4 heads per CTA against 2 and 1
-  for (int gc : {0, 2, 1}) bench_decode(64, 4096, 16, 0, 0, 32, 8, gc);
-  for (int gc : {0, 2}) bench_decode(128, 1024, 16, 0, 0, 16, 4, gc);
-  bench_gqa4_variants(64, 4096, 32, 8);
-  bench_gqa4_variants(128, 1024, 16, 4);
+  // GQA group 4 (Qwen3-8B and its TP=2 share): the dispatcher's kernel, then every variant
+  for (auto [B, ctx, Hq, Hkv] : {std::array<int, 4>{64, 4096, 32, 8}, std::array<int, 4>{128, 1024, 16, 4}}) {
+    bench_decode(B, ctx, 16, 0, Hq, Hkv);
+    for (const DecodeVariant& v : kGqa4Variants) bench_decode(B, ctx, 16, 0, Hq, Hkv, &v);
+  }
   if (attention_only) return 0;
   bench_prefill(1, 8192);
   bench_prefill(64, 512);
