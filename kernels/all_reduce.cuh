@@ -14,6 +14,8 @@
 // this rank's call k+1 arrives), so it never overwrites the half this rank is still reading, and a
 // flag is waited for with `>=` because it may already show the next call.
 #pragma once
+#include <type_traits>
+
 #include "common.cuh"
 
 namespace pagoda::kernels {
@@ -214,52 +216,43 @@ __global__ void __launch_bounds__(kAllReduceThreads) one_shot_all_reduce_add_nor
   if (threadIdx.x == 0) p.epochs[b] = epoch;
 }
 
+// Calls launch(std::integral_constant<int, W>) with the kernels' WORLD for p.world: 2, 4 or 8 when
+// specialised, else 0 (any count). Refuses counts outside 2..8.
+template <typename F>
+inline void with_world(const OneShotAllReduceParams& p, F&& launch) {
+  switch (p.world) {
+    case 2: launch(std::integral_constant<int, 2>{}); break;
+    case 4: launch(std::integral_constant<int, 4>{}); break;
+    case 8: launch(std::integral_constant<int, 8>{}); break;
+    default:
+      if (p.world < 2 || p.world > kAllReduceMaxRanks)
+        throw std::runtime_error("one-shot all-reduce: world size " + std::to_string(p.world) + " is not 2..8");
+      launch(std::integral_constant<int, 0>{});
+  }
+}
+
 // T: the element type of data (float or bf16).
 template <typename T>
 inline void launch_one_shot_all_reduce(const OneShotAllReduceParams& p, cudaStream_t s) {
-  if (p.world < 2 || p.world > kAllReduceMaxRanks)
-    throw std::runtime_error("one-shot all-reduce: world size " + std::to_string(p.world) + " is not 2..8");
   if (p.vectors > p.capacity)
     throw std::runtime_error("one-shot all-reduce: " + std::to_string(p.vectors * 16) + " bytes exceed the staging buffer of " +
                              std::to_string(p.capacity * 16));
-  if (p.vectors == 0) return;
-  switch (p.world) {
-    case 2:
-      one_shot_all_reduce_kernel<T, 2><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p);
-      break;
-    case 4:
-      one_shot_all_reduce_kernel<T, 4><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p);
-      break;
-    case 8:
-      one_shot_all_reduce_kernel<T, 8><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p);
-      break;
-    default:
-      one_shot_all_reduce_kernel<T, 0><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p);
-  }
-  PAGODA_LAUNCH_CHECK("one_shot_all_reduce_kernel");
+  with_world(p, [&](auto world) {
+    if (p.vectors == 0) return;
+    one_shot_all_reduce_kernel<T, decltype(world)::value><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p);
+    PAGODA_LAUNCH_CHECK("one_shot_all_reduce_kernel");
+  });
 }
 
 inline void launch_one_shot_all_reduce_add_norm(const OneShotAllReduceParams& p, const AddNormParams& a, cudaStream_t s) {
-  if (p.world < 2 || p.world > kAllReduceMaxRanks)
-    throw std::runtime_error("one-shot all-reduce: world size " + std::to_string(p.world) + " is not 2..8");
   if (a.H % 8 != 0) throw std::runtime_error("one-shot all-reduce + norm: hidden size " + std::to_string(a.H) + " is not a multiple of 8");
   if (static_cast<int64_t>(a.rows) * a.H / 8 > p.capacity)
     throw std::runtime_error("one-shot all-reduce + norm: " + std::to_string(a.rows) + " rows exceed the staging buffer");
-  if (a.rows == 0) return;
-  switch (p.world) {
-    case 2:
-      one_shot_all_reduce_add_norm_kernel<2><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p, a);
-      break;
-    case 4:
-      one_shot_all_reduce_add_norm_kernel<4><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p, a);
-      break;
-    case 8:
-      one_shot_all_reduce_add_norm_kernel<8><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p, a);
-      break;
-    default:
-      one_shot_all_reduce_add_norm_kernel<0><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p, a);
-  }
-  PAGODA_LAUNCH_CHECK("one_shot_all_reduce_add_norm_kernel");
+  with_world(p, [&](auto world) {
+    if (a.rows == 0) return;
+    one_shot_all_reduce_add_norm_kernel<decltype(world)::value><<<kAllReduceBlocks, kAllReduceThreads, 0, s>>>(p, a);
+    PAGODA_LAUNCH_CHECK("one_shot_all_reduce_add_norm_kernel");
+  });
 }
 
 }  // namespace pagoda::kernels

@@ -14,6 +14,7 @@
 
 #include "backends/cuda/cuda_rank.h"
 #include "backends/cuda/device_memory.h"
+#include "backends/cuda/env_choice.h"
 #include "backends/cuda/nccl_group.h"
 #include "backends/cuda/peer_all_reduce.h"
 #include "backends/cuda/rank_threads.h"
@@ -40,13 +41,7 @@ int64_t injected_hang_step() {
 
 // PAGODA_TP_LM_HEAD=rank0 keeps the whole LM head on rank 0 under tensor parallelism (for comparisons);
 // the default, vocab, splits it by vocabulary rows when the GPUs reach each other's memory.
-bool vocab_parallel_lm_head_wanted() {
-  const char* v = std::getenv("PAGODA_TP_LM_HEAD");
-  const std::string mode = v != nullptr && *v != '\0' ? v : "vocab";
-  if (mode != "vocab" && mode != "rank0")
-    throw EngineError("PAGODA_TP_LM_HEAD=" + mode + " is not a mode: use vocab (split by vocabulary rows) or rank0");
-  return mode == "vocab";
-}
+bool vocab_parallel_lm_head_wanted() { return env_choice("PAGODA_TP_LM_HEAD", {"vocab", "rank0"}) == "vocab"; }
 
 // The model on N GPUs (N = 1: one rank on the caller's thread, no NCCL). Each step runs on every rank at
 // once; a step that cannot fit is refused before any rank starts, so the KV cache stays untouched.

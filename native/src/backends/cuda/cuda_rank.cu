@@ -13,6 +13,7 @@
 
 #include "activation.cuh"
 #include "backends/cuda/device_memory.h"
+#include "backends/cuda/env_choice.h"
 #include "backends/cuda/linear.h"
 #include "backends/cuda/nccl_group.h"
 #include "decode_attention.cuh"
@@ -234,13 +235,8 @@ void CudaRank::size_workspace() {
   // The o / down projections' output: bf16 by default, float32 with PAGODA_PROJ_DTYPE=f32. Under tensor
   // parallelism it is also what the all-reduce adds: bf16 halves its bytes (each rank's partial sum is
   // rounded once, the total is added in float32 and rounded once, as HF transformers and vLLM do).
-  const char* pd = std::getenv("PAGODA_PROJ_DTYPE");
-  const std::string proj_dtype = pd != nullptr && *pd != '\0' ? pd : "bf16";
-  if (proj_dtype != "bf16" && proj_dtype != "f32")
-    throw EngineError("PAGODA_PROJ_DTYPE=" + proj_dtype + " is not a type: use bf16 (the default) or f32");
-  proj_f32_ = proj_dtype == "f32";
-  const char* fuse = std::getenv("PAGODA_TP_FUSE_NORM");
-  fuse_norm_ = fuse == nullptr || std::string(fuse) != "0";
+  proj_f32_ = env_choice("PAGODA_PROJ_DTYPE", {"bf16", "f32"}) == "f32";
+  fuse_norm_ = env_choice("PAGODA_TP_FUSE_NORM", {"1", "0"}) == "1";
   if (proj_f32_) proj_ = DeviceArray<float>(T * H);
   else proj_bf16_ = DeviceArray<bf16>(T * H);
   h_ = DeviceArray<bf16>(T * H);
@@ -446,7 +442,6 @@ void CudaRank::all_reduce_projection(int T) {
   else nccl_all_reduce(n);
 }
 
-// The first n elements of the projection buffer.
 // After a row-parallel projection: sum it across ranks, add it to the residual stream and normalise
 // into h_ — in one kernel when the one-shot all-reduce takes the tensor (bf16 projections; PAGODA_TP_FUSE_NORM=0
 // turns the fusion off, for comparisons), else the all-reduce and then add_norm.
@@ -462,6 +457,7 @@ void CudaRank::reduce_add_norm(int T, const bf16* weight) {
   add_norm(false, weight, h_.get(), nullptr, T);
 }
 
+// The first n elements of the projection buffer.
 void CudaRank::nccl_all_reduce(int64_t n) {
   check_nccl(ncclAllReduce(proj(), proj(), static_cast<size_t>(n), proj_f32_ ? ncclFloat32 : ncclBfloat16, ncclSum, comm_, stream_),
              "ncclAllReduce");

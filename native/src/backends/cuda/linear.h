@@ -6,9 +6,9 @@
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
-#include <cstdlib>
 #include <string>
 
+#include "backends/cuda/env_choice.h"
 #include "engine/errors.h"
 #include "skinny_gemm.cuh"
 
@@ -30,13 +30,7 @@ constexpr int kSkinnyDispatchRows = 1;
 
 // Whether products of a few rows may use the skinny kernel (read once from the environment).
 inline bool skinny_linear_enabled() {
-  static const bool enabled = [] {
-    const char* env = std::getenv("PAGODA_LINEAR");
-    const std::string mode = env != nullptr && *env != '\0' ? env : "auto";
-    if (mode != "auto" && mode != "cublas")
-      throw EngineError("PAGODA_LINEAR=" + mode + " is not a mode: use auto (skinny kernel for one row) or cublas");
-    return mode == "auto";
-  }();
+  static const bool enabled = env_choice("PAGODA_LINEAR", {"auto", "cublas"}) == "auto";
   return enabled;
 }
 

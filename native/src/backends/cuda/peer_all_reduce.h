@@ -10,11 +10,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "backends/cuda/device_memory.h"
+#include "backends/cuda/env_choice.h"
 #include "engine/errors.h"
 
 namespace pagoda::cuda {
@@ -35,11 +35,7 @@ constexpr int kPeerBlocks = 64;
 
 // Whether the one-shot all-reduce is wanted and possible on devices 0..world-1.
 inline bool one_shot_all_reduce_available(int world) {
-  const char* env = std::getenv("PAGODA_TP_ALL_REDUCE");
-  const std::string mode = env != nullptr && *env != '\0' ? env : "auto";
-  if (mode != "auto" && mode != "nccl")
-    throw EngineError("PAGODA_TP_ALL_REDUCE=" + mode + " is not a mode: use auto (one-shot peer-to-peer for small tensors) or nccl");
-  if (mode == "nccl") return false;
+  if (env_choice("PAGODA_TP_ALL_REDUCE", {"auto", "nccl"}) == "nccl") return false;
   if (world < 2 || world > kPeerMaxRanks) return false;
   for (int a = 0; a < world; a++)
     for (int b = 0; b < world; b++) {

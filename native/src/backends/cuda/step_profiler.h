@@ -9,21 +9,18 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "backends/cuda/device_memory.h"
+#include "backends/cuda/env_choice.h"
 
 namespace pagoda::cuda {
 
 class StepProfiler {
  public:
-  StepProfiler() {
-    const char* env = std::getenv("PAGODA_PROFILE");
-    enabled_ = env != nullptr && std::string(env) == "1";
-  }
+  StepProfiler() : enabled_(env_choice("PAGODA_PROFILE", {"0", "1"}) == "1") {}
   ~StepProfiler() {
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
   }
