@@ -4,6 +4,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
@@ -75,5 +76,18 @@ __device__ __forceinline__ float block_max(float x, float* scratch) {
 }
 
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// Lets `kernel` use `bytes` (> 48 KiB) of dynamic shared memory on the current device. The attribute is
+// per function and per device: `configured` (one static per kernel instantiation) remembers the devices
+// already set, since tensor parallelism launches from one thread per GPU.
+template <typename Kernel>
+inline void allow_dynamic_smem(Kernel kernel, int bytes, std::atomic<uint64_t>& configured) {
+  int device = 0;
+  PAGODA_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = uint64_t{1} << (device & 63);
+  if ((configured.load(std::memory_order_acquire) & bit) != 0) return;
+  PAGODA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  configured.fetch_or(bit, std::memory_order_release);
+}
 
 }  // namespace pagoda::kernels

@@ -200,16 +200,8 @@ __global__ void __launch_bounds__(128) prefill_attention_kernel(PrefillAttention
 template <int D>
 void launch_prefill_attention_d(const PrefillAttentionParams& p, cudaStream_t s) {
   constexpr int smem = prefill_smem_bytes<D>();
-  // The attribute is per function and per device: set it once on each GPU this process launches on
-  // (tensor parallelism launches from one thread per GPU).
   static std::atomic<uint64_t> configured_devices{0};
-  int device = 0;
-  PAGODA_CUDA_CHECK(cudaGetDevice(&device));
-  const uint64_t bit = uint64_t{1} << (device & 63);
-  if ((configured_devices.load(std::memory_order_acquire) & bit) == 0) {
-    PAGODA_CUDA_CHECK(cudaFuncSetAttribute(prefill_attention_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    configured_devices.fetch_or(bit, std::memory_order_release);
-  }
+  allow_dynamic_smem(prefill_attention_kernel<D>, smem, configured_devices);
   prefill_attention_kernel<D><<<dim3(p.num_tiles, p.Hq), 128, smem, s>>>(p);
   PAGODA_LAUNCH_CHECK("prefill_attention_kernel");
 }

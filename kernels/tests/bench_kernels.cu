@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "decode_attention.cuh"
+#include "decode_attention_mma.cuh"
 #include "prefill_attention.cuh"
 #include "skinny_gemm.cuh"
 
@@ -64,8 +65,8 @@ int num_sms() {
   return prop.multiProcessorCount;
 }
 
-// A decode-attention kernel other than the dispatcher's choice: the main kernel on a given grid (the
-// merge pass follows when there are splits), its query heads per CTA, and its name in the table.
+// A decode-attention kernel other than the dispatcher's choice: its launch on a given grid (the merge
+// pass included when there are splits), its query heads per CTA, and its name in the table.
 struct DecodeVariant {
   const char* name;
   int heads_per_cta;
@@ -75,7 +76,11 @@ struct DecodeVariant {
 template <int GC, int UNROLL = decode_default_unroll<GC>(), int DPT = decode_dims_per_thread<GC>()>
 void decode_main(const DecodeAttentionParams& p, dim3 grid) {
   launch_decode_gc<128, GC, UNROLL, DPT>(p, grid, nullptr);
+  if (p.splits > 1) decode_attention_reduce_kernel<128><<<dim3(p.E, p.Hq), 128>>>(p);
 }
+
+// The tensor-core kernel (decode_attention_mma.cuh) for a group of 4; it picks its own grid.
+void decode_mma(const DecodeAttentionParams& p, dim3) { launch_decode_attention_mma(p, 128, nullptr); }
 
 // Hq / Hkv: query and KV heads (16 / 8 as Qwen3-0.6B; 32 / 8 as Qwen3-8B, 16 / 4 its share at TP=2).
 // forced_splits 0: the engine's split heuristic. variant: null for the dispatching launcher.
@@ -111,7 +116,6 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, in
                             blocks_per_seq, splits, Hq * D, Hq * D, 0.088f};
     if (variant) {
       variant->launch(p, dim3(Hq / gc, B, splits));
-      if (splits > 1) decode_attention_reduce_kernel<128><<<dim3(B, Hq), 128>>>(p);
     } else {
       launch_decode_attention(p, D, nullptr);
     }
@@ -139,7 +143,7 @@ const DecodeVariant kUnroll4{"unroll4", 2, decode_main<2, 4>};
 const DecodeVariant kGqa4Variants[] = {
     {"gc4-u2-dpt16", 4, decode_main<4, 2, 16>}, {"gc4-u4-dpt8", 4, decode_main<4, 4, 8>}, {"gc4-u2-dpt8", 4, decode_main<4, 2, 8>},
     {"gc4-u1-dpt16", 4, decode_main<4, 1, 16>}, {"gc2-u2-dpt16", 2, decode_main<2, 2, 16>}, {"gc2-u4-dpt8", 2, decode_main<2, 4, 8>},
-    {"gc1", 1, decode_main<1>},
+    {"gc1", 1, decode_main<1>},          {"tensor-cores", 4, decode_mma},
 };
 
 void bench_prefill(int S, int len) {
@@ -282,6 +286,9 @@ int main(int argc, char** argv) {
   bench_decode(8, 32768, 16);
   bench_decode(64, 4096, 32);
   bench_decode(64, 4096, 64);
+  // 1 x 32k with Qwen3-8B's heads: CUDA cores and tensor cores
+  bench_decode(1, 32768, 16, 64, 32, 8);
+  bench_decode(1, 32768, 16, 64, 32, 8, &kGqa4Variants[std::size(kGqa4Variants) - 1]);
   // GQA group 4 (Qwen3-8B and its TP=2 share): the dispatcher's kernel, then every variant
   for (auto [B, ctx, Hq, Hkv] : {std::array<int, 4>{64, 4096, 32, 8}, std::array<int, 4>{128, 1024, 16, 4}}) {
     bench_decode(B, ctx, 16, 0, Hq, Hkv);

@@ -15,6 +15,7 @@
 
 #include "activation.cuh"
 #include "decode_attention.cuh"
+#include "decode_attention_mma.cuh"
 #include "norm.cuh"
 #include "prefill_attention.cuh"
 #include "qkv_rope.cuh"
@@ -629,6 +630,19 @@ int main() {
   check_decode(32, 2000, 32, 8, 128, 32, 4, true);
   check_decode(16, 777, 14, 2, 64, 1, 3, true);  // GQA 7, block size 1
   check_decode(4, 5000, 64, 8, 128, 64, 8, true);
+  // the tensor-core kernel for groups of 4 to 16: head dims, block sizes, splits, contexts from 1
+  const auto mma = [](int D) {
+    return [D](const DecodeAttentionParams& p) { launch_decode_attention_mma(p, D, nullptr); };
+  };
+  for (int D : {64, 128}) {
+    check_decode(8, 300, 32, 8, D, 16, 1, true, mma(D), " mma");
+    check_decode(8, 300, 64, 8, D, 16, 3, true, mma(D), " mma");
+  }
+  check_decode(1, 1, 32, 8, 128, 16, 1, false, mma(128), " mma");
+  check_decode(3, 17, 16, 1, 64, 7, 2, true, mma(64), " mma");  // group 16, odd block size
+  check_decode(16, 777, 16, 4, 128, 1, 4, true, mma(128), " mma");
+  check_decode(1, 32768, 32, 8, 128, 16, 32, false, mma(128), " mma");
+  check_decode(32, 5000, 32, 8, 128, 32, 1, true, mma(128), " mma");  // several block-table windows
   // every kernel variant measured for GQA group 4 (bench_kernels), split and unsplit
   for (int splits : {1, 3}) {
     const auto variant = [&](auto launch_main, int gc, const char* name) {

@@ -17,6 +17,7 @@
 #include "backends/cuda/linear.h"
 #include "backends/cuda/nccl_group.h"
 #include "decode_attention.cuh"
+#include "decode_attention_mma.cuh"
 #include "engine/errors.h"
 #include "engine/half.h"
 #include "norm.cuh"
@@ -237,6 +238,8 @@ void CudaRank::size_workspace() {
   // rounded once, the total is added in float32 and rounded once, as HF transformers and vLLM do).
   proj_f32_ = env_choice("PAGODA_PROJ_DTYPE", {"bf16", "f32"}) == "f32";
   fuse_norm_ = env_choice("PAGODA_TP_FUSE_NORM", {"1", "0"}) == "1";
+  // Work in progress: the tensor-core decode kernel for groups of 4-16 query heads (PAGODA_DECODE_MMA=1).
+  decode_mma_ = env_choice("PAGODA_DECODE_MMA", {"0", "1"}) == "1" && kernels::decode_mma_supports(cfg_.num_heads / cfg_.num_kv_heads);
   if (proj_f32_) proj_ = DeviceArray<float>(T * H);
   else proj_bf16_ = DeviceArray<bf16>(T * H);
   h_ = DeviceArray<bf16>(T * H);
@@ -398,7 +401,8 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
                                         identity_entries ? nullptr : in_.entry_seq, identity_entries ? nullptr : in_.entry_row,
                                         attn_.get(), partial_acc_.get(), partial_ml_.get(), E, cfg_.num_heads, cfg_.num_kv_heads,
                                         bs_, blocks_cap_, splits, Q, Q, scale};
-      kernels::launch_decode_attention(dp, D, stream_);
+      if (decode_mma_) kernels::launch_decode_attention_mma(dp, D, stream_);
+      else kernels::launch_decode_attention(dp, D, stream_);
     }
     if (NT > 0) {
       profiler_.mark("prefill attention", stream_);
