@@ -235,15 +235,30 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
   }
 }
 
+// The kernel's shared memory is above the 48 KiB default: allowed once per device.
+template <int D>
+void allow_decode_mma_smem() {
+  static std::atomic<uint64_t> configured_devices{0};
+  allow_dynamic_smem(decode_attention_mma_kernel<D>, decode_mma_smem_bytes<D>(), configured_devices);
+}
+
 // Whether the tensor-core kernel serves this group size.
 inline bool decode_mma_supports(int group) { return group >= 4 && group <= kMmaDecodeRows; }
 
+// CTAs of the tensor-core kernel resident per SM (shared memory bounds it), for the split heuristic.
+template <int D>
+int decode_mma_resident_ctas_d() {
+  allow_decode_mma_smem<D>();
+  int n = 0;
+  PAGODA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_attention_mma_kernel<D>, 128, decode_mma_smem_bytes<D>()));
+  return n > 0 ? n : 1;
+}
+inline int decode_mma_resident_ctas(int head_dim) { return head_dim == 64 ? decode_mma_resident_ctas_d<64>() : decode_mma_resident_ctas_d<128>(); }
+
 template <int D>
 void launch_decode_attention_mma_d(const DecodeAttentionParams& p, cudaStream_t s) {
-  constexpr int smem = decode_mma_smem_bytes<D>();
-  static std::atomic<uint64_t> configured_devices{0};
-  allow_dynamic_smem(decode_attention_mma_kernel<D>, smem, configured_devices);
-  decode_attention_mma_kernel<D><<<dim3(p.Hkv, p.E, p.splits), 128, smem, s>>>(p);
+  allow_decode_mma_smem<D>();
+  decode_attention_mma_kernel<D><<<dim3(p.Hkv, p.E, p.splits), 128, decode_mma_smem_bytes<D>(), s>>>(p);
   PAGODA_LAUNCH_CHECK("decode_attention_mma_kernel");
   if (p.splits > 1) {
     decode_attention_reduce_kernel<D><<<dim3(p.E, p.Hq), D, 0, s>>>(p);

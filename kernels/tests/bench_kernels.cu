@@ -71,6 +71,7 @@ struct DecodeVariant {
   const char* name;
   int heads_per_cta;
   void (*launch)(const DecodeAttentionParams&, dim3);
+  int (*resident_ctas)(int head_dim) = nullptr;  // CTAs per SM for the split heuristic; null: the CUDA-core kernel's
 };
 
 template <int GC, int UNROLL = decode_default_unroll<GC>(), int DPT = decode_dims_per_thread<GC>()>
@@ -110,7 +111,8 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, in
   PAGODA_CUDA_CHECK(cudaMalloc(&pacc, static_cast<size_t>(B) * Hq * 64 * D * 4));
   PAGODA_CUDA_CHECK(cudaMalloc(&pml, static_cast<size_t>(B) * Hq * 64 * 2 * 4));
   const int gc = variant ? variant->heads_per_cta : decode_heads_per_cta(Hq / Hkv);
-  const int splits = forced_splits > 0 ? forced_splits : decode_splits(B, Hq, gc, ctx, num_sms(), decode_resident_ctas(D, Hq / Hkv), 64);
+  const int resident = variant && variant->resident_ctas ? variant->resident_ctas(D) : decode_resident_ctas(D, Hq / Hkv);
+  const int splits = forced_splits > 0 ? forced_splits : decode_splits(B, Hq, gc, ctx, num_sms(), resident, 64);
   const float ms = median_ms([&](int i) {
     DecodeAttentionParams p{q[i % sets], k[i % sets], v[i % sets], dt, dc, nullptr, nullptr, out, pacc, pml, B, Hq, Hkv, bs,
                             blocks_per_seq, splits, Hq * D, Hq * D, 0.088f};
@@ -143,7 +145,7 @@ const DecodeVariant kUnroll4{"unroll4", 2, decode_main<2, 4>};
 const DecodeVariant kGqa4Variants[] = {
     {"gc4-u2-dpt16", 4, decode_main<4, 2, 16>}, {"gc4-u4-dpt8", 4, decode_main<4, 4, 8>}, {"gc4-u2-dpt8", 4, decode_main<4, 2, 8>},
     {"gc4-u1-dpt16", 4, decode_main<4, 1, 16>}, {"gc2-u2-dpt16", 2, decode_main<2, 2, 16>}, {"gc2-u4-dpt8", 2, decode_main<2, 4, 8>},
-    {"gc1", 1, decode_main<1>},          {"tensor-cores", 4, decode_mma},
+    {"gc1", 1, decode_main<1>},          {"tensor-cores", 4, decode_mma, decode_mma_resident_ctas},
 };
 
 void bench_prefill(int S, int len) {

@@ -96,7 +96,6 @@ CudaRank::CudaRank(const ModelConfig& full, const WeightStore& w, const EngineOp
                       std::to_string(prop.major) + "." + std::to_string(prop.minor) + ")");
   device_name_ = prop.name;
   num_sms_ = prop.multiProcessorCount;
-  resident_ctas_ = kernels::decode_resident_ctas(cfg_.head_dim, cfg_.num_heads / cfg_.num_kv_heads);
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check_cublas(cublasCreate(&cublas_), "cublasCreate");
   check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
@@ -138,8 +137,7 @@ void CudaRank::run(const StepInput& in, const StepPlan& plan, StepOutput* out) {
   } else {
     upload_inputs(in, plan, 0);
     const int E = static_cast<int>(plan.entries_seq.size());
-    const int gc = kernels::decode_heads_per_cta(cfg_.num_heads / cfg_.num_kv_heads);
-    int splits = kernels::decode_splits(E, cfg_.num_heads, gc, plan.max_ctx, num_sms_, resident_ctas_, kMaxSplits);
+    int splits = kernels::decode_splits(E, cfg_.num_heads, decode_heads_per_cta_, plan.max_ctx, num_sms_, resident_ctas_, kMaxSplits);
     splits = std::min(splits, max_splits_for(E));
     forward(T, E, /*identity_entries=*/false, static_cast<int>(plan.tiles_seq.size()), R, splits);
   }
@@ -239,7 +237,11 @@ void CudaRank::size_workspace() {
   proj_f32_ = env_choice("PAGODA_PROJ_DTYPE", {"bf16", "f32"}) == "f32";
   fuse_norm_ = env_choice("PAGODA_TP_FUSE_NORM", {"1", "0"}) == "1";
   // Work in progress: the tensor-core decode kernel for groups of 4-16 query heads (PAGODA_DECODE_MMA=1).
-  decode_mma_ = env_choice("PAGODA_DECODE_MMA", {"0", "1"}) == "1" && kernels::decode_mma_supports(cfg_.num_heads / cfg_.num_kv_heads);
+  const int group = cfg_.num_heads / cfg_.num_kv_heads;
+  decode_mma_ = env_choice("PAGODA_DECODE_MMA", {"0", "1"}) == "1" && kernels::decode_mma_supports(group);
+  // The split heuristic needs the chosen kernel's CTA shape: query heads per CTA and CTAs per SM.
+  decode_heads_per_cta_ = decode_mma_ ? group : kernels::decode_heads_per_cta(group);
+  resident_ctas_ = decode_mma_ ? kernels::decode_mma_resident_ctas(cfg_.head_dim) : kernels::decode_resident_ctas(cfg_.head_dim, group);
   if (proj_f32_) proj_ = DeviceArray<float>(T * H);
   else proj_bf16_ = DeviceArray<bf16>(T * H);
   h_ = DeviceArray<bf16>(T * H);
@@ -584,7 +586,6 @@ void CudaRank::sample(const StepInput& in, StepOutput& out, int R) {
 
 void CudaRank::capture_graphs() {
   if (profiler_.enabled()) return;  // profiled steps run eagerly
-  const int gc = kernels::decode_heads_per_cta(cfg_.num_heads / cfg_.num_kv_heads);
   for (int b : kGraphBuckets) {
     if (b > max_seqs_ || b > max_tokens_) break;
     // A valid idle state: every entry is padding (no context, no KV store).
@@ -597,7 +598,7 @@ void CudaRank::capture_graphs() {
     for (int f : {0, 1, 2, 4, 6}) copy_field(f, b);
     copy_field(3, b + 1);
     // Splits depend on the bucket only (the graph serves every context length): whole waves of CTAs.
-    int splits = kernels::decode_splits(b, cfg_.num_heads, gc, 0, num_sms_, resident_ctas_, kMaxSplits);
+    int splits = kernels::decode_splits(b, cfg_.num_heads, decode_heads_per_cta_, 0, num_sms_, resident_ctas_, kMaxSplits);
     splits = std::min(splits, max_splits_for(b));
     forward(b, b, true, 0, b, splits);  // warm-up outside capture (cuBLAS picks its kernels)
     check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(warm-up)");

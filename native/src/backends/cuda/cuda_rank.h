@@ -132,8 +132,9 @@ class CudaRank {
   DeviceArray<float> residual_, proj_, logits_, logits_work_, partial_acc_, partial_ml_;
   DeviceArray<bf16> h_, qkv_, q_, attn_, gu_, act_, hl_, proj_bf16_;
   bool proj_f32_ = false;
-  bool fuse_norm_ = true;
-  bool decode_mma_ = false;  // tensor-core decode attention (PAGODA_DECODE_MMA=1, not yet measured)  // all-reduce + residual add + norm in one kernel (tensor parallelism)
+  bool fuse_norm_ = true;    // all-reduce + residual add + norm in one kernel (tensor parallelism)
+  bool decode_mma_ = false;  // tensor-core decode attention (PAGODA_DECODE_MMA=1)
+  int decode_heads_per_cta_ = 1;
   DeviceArray<int32_t> in_dev_;
   PinnedArray<int32_t> in_host_;
   int64_t offsets_[11] = {};
