@@ -243,7 +243,7 @@ void allow_decode_mma_smem() {
 }
 
 // Whether the tensor-core kernel serves this group size.
-inline bool decode_mma_supports(int group) { return group >= 4 && group <= kMmaDecodeRows; }
+inline bool decode_mma_supports(int group) { return group >= 1 && group <= kMmaDecodeRows; }
 
 // CTAs of the tensor-core kernel resident per SM (shared memory bounds it), for the split heuristic.
 template <int D>
@@ -270,7 +270,7 @@ void launch_decode_attention_mma_d(const DecodeAttentionParams& p, cudaStream_t 
 inline void launch_decode_attention_mma(const DecodeAttentionParams& p, int head_dim, cudaStream_t s) {
   if (p.E == 0) return;
   if (p.Hq % p.Hkv != 0 || !decode_mma_supports(p.Hq / p.Hkv))
-    throw std::runtime_error("decode_attention_mma: needs 4 to 16 query heads per KV head, got " + std::to_string(p.Hq) + "/" +
+    throw std::runtime_error("decode_attention_mma: needs 1 to 16 query heads per KV head, got " + std::to_string(p.Hq) + "/" +
                              std::to_string(p.Hkv));
   if (p.splits < 1 || p.splits > kDecodeMaxSplits) throw std::runtime_error("decode_attention_mma: splits out of range");
   switch (head_dim) {

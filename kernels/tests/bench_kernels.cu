@@ -69,7 +69,7 @@ int num_sms() {
 // pass included when there are splits), its query heads per CTA, and its name in the table.
 struct DecodeVariant {
   const char* name;
-  int heads_per_cta;
+  int heads_per_cta;  // 0: the whole GQA group
   void (*launch)(const DecodeAttentionParams&, dim3);
   int (*resident_ctas)(int head_dim) = nullptr;  // CTAs per SM for the split heuristic; null: the CUDA-core kernel's
 };
@@ -80,7 +80,7 @@ void decode_main(const DecodeAttentionParams& p, dim3 grid) {
   if (p.splits > 1) decode_attention_reduce_kernel<128><<<dim3(p.E, p.Hq), 128>>>(p);
 }
 
-// The tensor-core kernel (decode_attention_mma.cuh) for a group of 4; it picks its own grid.
+// The tensor-core kernel (decode_attention_mma.cuh), a whole GQA group per CTA; it picks its own grid.
 void decode_mma(const DecodeAttentionParams& p, dim3) { launch_decode_attention_mma(p, 128, nullptr); }
 
 // Hq / Hkv: query and KV heads (16 / 8 as Qwen3-0.6B; 32 / 8 as Qwen3-8B, 16 / 4 its share at TP=2).
@@ -110,7 +110,7 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, in
   PAGODA_CUDA_CHECK(cudaMalloc(&out, static_cast<size_t>(B) * Hq * D * 2));
   PAGODA_CUDA_CHECK(cudaMalloc(&pacc, static_cast<size_t>(B) * Hq * 64 * D * 4));
   PAGODA_CUDA_CHECK(cudaMalloc(&pml, static_cast<size_t>(B) * Hq * 64 * 2 * 4));
-  const int gc = variant ? variant->heads_per_cta : decode_heads_per_cta(Hq / Hkv);
+  const int gc = variant ? (variant->heads_per_cta > 0 ? variant->heads_per_cta : Hq / Hkv) : decode_heads_per_cta(Hq / Hkv);
   const int resident = variant && variant->resident_ctas ? variant->resident_ctas(D) : decode_resident_ctas(D, Hq / Hkv);
   const int splits = forced_splits > 0 ? forced_splits : decode_splits(B, Hq, gc, ctx, num_sms(), resident, 64);
   const float ms = median_ms([&](int i) {
@@ -142,10 +142,11 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, in
 // groups per softmax update, dims per thread — arithmetic per byte against registers (occupancy) and
 // bytes in flight.
 const DecodeVariant kUnroll4{"unroll4", 2, decode_main<2, 4>};
+const DecodeVariant kTensorCores{"tensor-cores", 0, decode_mma, decode_mma_resident_ctas};
 const DecodeVariant kGqa4Variants[] = {
     {"gc4-u2-dpt16", 4, decode_main<4, 2, 16>}, {"gc4-u4-dpt8", 4, decode_main<4, 4, 8>}, {"gc4-u2-dpt8", 4, decode_main<4, 2, 8>},
     {"gc4-u1-dpt16", 4, decode_main<4, 1, 16>}, {"gc2-u2-dpt16", 2, decode_main<2, 2, 16>}, {"gc2-u4-dpt8", 2, decode_main<2, 4, 8>},
-    {"gc1", 1, decode_main<1>},          {"tensor-cores", 4, decode_mma, decode_mma_resident_ctas},
+    {"gc1", 1, decode_main<1>},          kTensorCores,
 };
 
 void bench_prefill(int S, int len) {
@@ -288,9 +289,12 @@ int main(int argc, char** argv) {
   bench_decode(8, 32768, 16);
   bench_decode(64, 4096, 32);
   bench_decode(64, 4096, 64);
-  // 1 x 32k with Qwen3-8B's heads: CUDA cores and tensor cores
-  bench_decode(1, 32768, 16, 64, 32, 8);
-  bench_decode(1, 32768, 16, 64, 32, 8, &kGqa4Variants[std::size(kGqa4Variants) - 1]);
+  // the tensor-core kernel on the same shapes (16 / 8 heads: a group of 2 padded to 16 mma rows)
+  for (auto [B, ctx] : {std::array<int, 2>{64, 4096}, std::array<int, 2>{256, 1024}, std::array<int, 2>{8, 32768}, std::array<int, 2>{1, 32768}})
+    bench_decode(B, ctx, 16, 0, 16, 8, &kTensorCores);
+  // 1 x 32k with Qwen3-8B's heads: CUDA cores and tensor cores, the split heuristic's choice
+  bench_decode(1, 32768, 16, 0, 32, 8);
+  bench_decode(1, 32768, 16, 0, 32, 8, &kTensorCores);
   // GQA group 4 (Qwen3-8B and its TP=2 share): the dispatcher's kernel, then every variant
   for (auto [B, ctx, Hq, Hkv] : {std::array<int, 4>{64, 4096, 32, 8}, std::array<int, 4>{128, 1024, 16, 4}}) {
     bench_decode(B, ctx, 16, 0, Hq, Hkv);

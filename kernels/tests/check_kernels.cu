@@ -643,6 +643,10 @@ int main() {
   check_decode(16, 777, 16, 4, 128, 1, 4, true, mma(128), " mma");
   check_decode(1, 32768, 32, 8, 128, 16, 32, false, mma(128), " mma");
   check_decode(32, 5000, 32, 8, 128, 32, 1, true, mma(128), " mma");  // several block-table windows
+  check_decode(8, 1000, 16, 8, 128, 16, 1, true, mma(128), " mma");   // groups of 2, 1 and 3
+  check_decode(1, 32768, 16, 8, 128, 16, 49, false, mma(128), " mma");
+  check_decode(8, 300, 8, 8, 64, 16, 3, true, mma(64), " mma");
+  check_decode(4, 999, 12, 4, 128, 32, 2, true, mma(128), " mma");
   // every kernel variant measured for GQA group 4 (bench_kernels), split and unsplit
   for (int splits : {1, 3}) {
     const auto variant = [&](auto launch_main, int gc, const char* name) {

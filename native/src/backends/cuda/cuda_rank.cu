@@ -236,9 +236,11 @@ void CudaRank::size_workspace() {
   // rounded once, the total is added in float32 and rounded once, as HF transformers and vLLM do).
   proj_f32_ = env_choice("PAGODA_PROJ_DTYPE", {"bf16", "f32"}) == "f32";
   fuse_norm_ = env_choice("PAGODA_TP_FUSE_NORM", {"1", "0"}) == "1";
-  // Work in progress: the tensor-core decode kernel for groups of 4-16 query heads (PAGODA_DECODE_MMA=1).
+  // Decode attention on tensor cores (decode_attention_mma.cuh) for groups of 4-16 query heads per KV head,
+  // where the CUDA-core kernel stops being memory-bound; PAGODA_DECODE_MMA=0 / 1: never / for every group.
   const int group = cfg_.num_heads / cfg_.num_kv_heads;
-  decode_mma_ = env_choice("PAGODA_DECODE_MMA", {"0", "1"}) == "1" && kernels::decode_mma_supports(group);
+  const std::string mma = env_choice("PAGODA_DECODE_MMA", {"auto", "0", "1"});
+  decode_mma_ = kernels::decode_mma_supports(group) && (mma == "1" || (mma == "auto" && group >= 4));
   // The split heuristic needs the chosen kernel's CTA shape: query heads per CTA and CTAs per SM.
   decode_heads_per_cta_ = decode_mma_ ? group : kernels::decode_heads_per_cta(group);
   resident_ctas_ = decode_mma_ ? kernels::decode_mma_resident_ctas(cfg_.head_dim) : kernels::decode_resident_ctas(cfg_.head_dim, group);
