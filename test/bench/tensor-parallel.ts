@@ -87,14 +87,17 @@ for (const variant of variants)
   for (const tp of values.sizes!.split(',').map(Number))
     for (const mode of tp > 1 ? modes : modes.slice(0, 1)) results.push(await runOne(tp, mode, variant));
 const best = (r: Result) => Math.max(...r.tokPerSec);
-console.log('\nvariant     TP          ready (s)  batch-1 ms/token  vs TP=1   throughput tok/s  vs TP=1');
+const nameWidth = Math.max(12, ...results.map((r) => r.variant.length + 2));
+console.log(
+  `\n${'variant'.padEnd(nameWidth)}TP          ready (s)  batch-1 ms/token  vs TP=1   throughput tok/s  vs TP=1`,
+);
 for (const r of results) {
   // Ratios against TP=1 of the same variant.
   const base = results.find((b) => b.tp === 1 && b.variant === r.variant);
   const lat = base ? (r.latencyMs / base.latencyMs).toFixed(3) : '-';
   const thr = base ? (best(r) / best(base)).toFixed(3) : '-';
   console.log(
-    `${r.variant.padEnd(12)}${`${r.tp} ${r.mode}`.padEnd(12)}${r.readySeconds.toFixed(2).padStart(9)}  ${r.latencyMs.toFixed(3).padStart(16)}  ${lat.padStart(7)}` +
+    `${r.variant.padEnd(nameWidth)}${`${r.tp} ${r.mode}`.padEnd(12)}${r.readySeconds.toFixed(2).padStart(9)}  ${r.latencyMs.toFixed(3).padStart(16)}  ${lat.padStart(7)}` +
       `  ${best(r).toFixed(0).padStart(16)}  ${thr.padStart(7)}`,
   );
 }
