@@ -8,6 +8,7 @@ namespace pagoda::kernels {
 __global__ void silu_and_mul_kernel(const bf16* __restrict__ gu,  // [T, 2I]
                                     bf16* __restrict__ out,       // [T, I]
                                     int T, int I) {
+  allow_next_kernel_to_start();  // the next GEMM may start loading its weights
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t per_row = I / 8;
   if (idx >= static_cast<int64_t>(T) * per_row) return;

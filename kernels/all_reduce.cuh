@@ -137,6 +137,7 @@ __device__ __forceinline__ uint4 sum_staged(const OneShotAllReduceParams& p, int
 // 0 for any.
 template <typename T, int WORLD>
 __global__ void __launch_bounds__(kAllReduceThreads) one_shot_all_reduce_kernel(OneShotAllReduceParams p) {
+  allow_next_kernel_to_start();  // the next GEMM may start loading its weights
   const int b = blockIdx.x;
   const uint64_t epoch = p.epochs[b] + 1;
   const int64_t half = static_cast<int64_t>(epoch & 1) * p.capacity;
@@ -170,6 +171,7 @@ struct AddNormParams {
 // Grid: (kAllReduceBlocks). Block: kAllReduceThreads. data: [rows, H] bf16 partial sums (not written).
 template <int WORLD>
 __global__ void __launch_bounds__(kAllReduceThreads) one_shot_all_reduce_add_norm_kernel(OneShotAllReduceParams p, AddNormParams a) {
+  allow_next_kernel_to_start();  // the next GEMM may start loading its weights
   __shared__ float scratch[32];
   const int b = blockIdx.x;
   const uint64_t epoch = p.epochs[b] + 1;

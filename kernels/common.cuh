@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace pagoda::kernels {
 
@@ -76,6 +77,41 @@ __device__ __forceinline__ float block_max(float x, float* scratch) {
 }
 
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// Programmatic dependent launch (Hopper). A kernel launched with launch_overlapping() may start while the
+// previous kernel in its stream still runs, once every CTA of that kernel has called
+// allow_next_kernel_to_start() (or exited). Until it calls wait_for_previous_kernel() it may read only
+// what the previous kernel does not write (a GEMM's weights); the wait returns when the previous kernel
+// has finished and its writes are visible. Without the launch attribute both are no-ops, so a kernel can
+// call them whichever way it was launched.
+__device__ __forceinline__ void allow_next_kernel_to_start() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Launches kernel<<<grid, block, smem, stream>>>(args...), allowed to overlap the previous kernel's tail
+// when `overlap` (the kernel must call wait_for_previous_kernel() before reading its inputs).
+template <typename... Params, typename... Args>
+void launch_overlapping(bool overlap, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                        Args&&... args) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = overlap ? &attr : nullptr;
+  cfg.numAttrs = overlap ? 1 : 0;
+  PAGODA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
 
 // Lets `kernel` use `bytes` (> 48 KiB) of dynamic shared memory on the current device. The attribute is
 // per function and per device: `configured` (one static per kernel instantiation) remembers the devices

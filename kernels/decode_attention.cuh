@@ -67,6 +67,7 @@ __host__ __device__ constexpr int decode_default_unroll() {
 // softmax update — defaults by GC, other values for measuring the trade-offs (bench_kernels).
 template <int D, int GC, int UNROLL = decode_default_unroll<GC>(), int DPT = decode_dims_per_thread<GC>()>
 __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionParams p) {
+  allow_next_kernel_to_start();  // the next GEMM may start loading its weights
   using namespace detail;
   static_assert(DPT == 8 || DPT == 16, "8 or 16 dims per thread");
   constexpr int VEC = DPT / 8;             // 16-byte loads per row per thread
@@ -253,6 +254,7 @@ constexpr int kDecodeMaxSplits = 256;  // the merge pass keeps one weight per sp
 // this pass a third of a 1 x 32k decode).
 template <int D>
 __global__ void decode_attention_reduce_kernel(DecodeAttentionParams p) {
+  allow_next_kernel_to_start();  // the next GEMM may start loading its weights
   __shared__ float weight[kDecodeMaxSplits];
   __shared__ float scratch[32];
   const int e = blockIdx.x, h = blockIdx.y, d = threadIdx.x;

@@ -35,6 +35,7 @@ __host__ __device__ constexpr int decode_mma_smem_bytes() {
 // the G = Hq / Hkv query heads of its KV head, 4 <= G <= 16.
 template <int D>
 __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttentionParams p) {
+  allow_next_kernel_to_start();  // the next GEMM may start loading its weights
   constexpr int LD = D + 8;       // padded row (bank spread for ldmatrix), as the prefill kernel
   constexpr int CHUNKS = D / 8;   // 16-byte pieces per row
   constexpr int STAGE = 2 * kMmaDecodeKeys * LD;  // K then V of one chunk, bf16 elements

@@ -34,6 +34,7 @@ __global__ void add_rmsnorm_kernel(float* __restrict__ residual,      // [T_all,
                                    bf16* __restrict__ out,           // [T, H]
                                    const int32_t* __restrict__ rows, // [T] or null
                                    int H, float eps) {
+  allow_next_kernel_to_start();  // the next GEMM may start loading its weights
   __shared__ float scratch[32];
   const int t = blockIdx.x;
   const int64_t src = rows ? rows[t] : t;

@@ -56,11 +56,21 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32) skinny_gemm_kernel(const bf
 #pragma unroll
   for (int m = 0; m < M; m++) acc[m] = 0.0f;
   int p = lane;
-  // Full rounds: kSkinnyUnroll loads issued before any arithmetic.
-  for (; p + 32 * (kSkinnyUnroll - 1) < pieces; p += 32 * kSkinnyUnroll) {
-    Bf16x8 wv[kSkinnyUnroll];
+  // The first round of weight loads goes out before waiting for the kernel that writes X: launched with
+  // overlap, it streams while that kernel finishes.
+  Bf16x8 wv[kSkinnyUnroll];
+  const bool first_round = p + 32 * (kSkinnyUnroll - 1) < pieces;
+  if (first_round) {
 #pragma unroll
     for (int u = 0; u < kSkinnyUnroll; u++) wv[u] = load_streaming(w + (p + 32 * u) * 8);
+  }
+  wait_for_previous_kernel();
+  // Full rounds: kSkinnyUnroll loads issued before any arithmetic.
+  for (bool loaded = first_round; p + 32 * (kSkinnyUnroll - 1) < pieces; p += 32 * kSkinnyUnroll, loaded = false) {
+    if (!loaded) {
+#pragma unroll
+      for (int u = 0; u < kSkinnyUnroll; u++) wv[u] = load_streaming(w + (p + 32 * u) * 8);
+    }
 #pragma unroll
     for (int u = 0; u < kSkinnyUnroll; u++) accumulate_piece<M>(acc, wv[u], X, K, (p + 32 * u) * 8);
   }
@@ -78,9 +88,11 @@ inline bool skinny_gemm_supports(int M, int K, const void* W, const void* X) {
          reinterpret_cast<uintptr_t>(X) % 16 == 0;
 }
 
-// ldy: Y's row stride (0: N).
+// ldy: Y's row stride (0: N). overlap: launched to overlap the previous kernel in the stream (programmatic
+// dependent launch; its weight loads start before that kernel ends).
 template <typename OutT>
-inline void launch_skinny_gemm(const bf16* W, const bf16* X, OutT* Y, int M, int N, int K, cudaStream_t s, int ldy = 0) {
+inline void launch_skinny_gemm(const bf16* W, const bf16* X, OutT* Y, int M, int N, int K, cudaStream_t s, int ldy = 0,
+                               bool overlap = false) {
   if (ldy == 0) ldy = N;
   if (!skinny_gemm_supports(M, K, W, X))
     throw std::runtime_error("skinny_gemm: needs 1 <= M <= " + std::to_string(kSkinnyMaxRows) +
@@ -88,18 +100,12 @@ inline void launch_skinny_gemm(const bf16* W, const bf16* X, OutT* Y, int M, int
   if (ldy < N) throw std::runtime_error("skinny_gemm: row stride " + std::to_string(ldy) + " < N=" + std::to_string(N));
   if (N == 0) return;
   const dim3 grid(ceil_div(N, kSkinnyWarps)), block(kSkinnyWarps * 32);
+  const auto launch = [&](auto kernel) { launch_overlapping(overlap, kernel, grid, block, 0, s, W, X, Y, N, K, ldy); };
   switch (M) {
-    case 1:
-      skinny_gemm_kernel<1, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K, ldy);
-      break;
-    case 2:
-      skinny_gemm_kernel<2, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K, ldy);
-      break;
-    case 3:
-      skinny_gemm_kernel<3, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K, ldy);
-      break;
-    default:
-      skinny_gemm_kernel<4, OutT><<<grid, block, 0, s>>>(W, X, Y, N, K, ldy);
+    case 1: launch(skinny_gemm_kernel<1, OutT>); break;
+    case 2: launch(skinny_gemm_kernel<2, OutT>); break;
+    case 3: launch(skinny_gemm_kernel<3, OutT>); break;
+    default: launch(skinny_gemm_kernel<4, OutT>);
   }
   PAGODA_LAUNCH_CHECK("skinny_gemm_kernel");
 }

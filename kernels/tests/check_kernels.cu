@@ -387,6 +387,42 @@ void check_skinny_gemm(int M, int N, int K, int ldy = 0) {
   report(name, outside_untouched ? err : 1.0, written, sizeof(OutT) == 4 ? 1e-4 : 1e-2);
 }
 
+// A kernel that lets the next one start at once, idles ~100 us, then writes dst = src.
+__global__ void slow_copy_kernel(const bf16* src, bf16* dst, int n) {
+  allow_next_kernel_to_start();
+  const long long start = clock64();
+  while (clock64() - start < 200000) {
+  }
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) dst[i] = src[i];
+}
+
+// Programmatic dependent launch: a skinny GEMM launched to overlap the kernel that writes its X (X
+// poisoned until then) must wait for it — a GEMM that read X early would produce NaNs.
+void check_skinny_gemm_overlapped(int N, int K) {
+  auto w = random_bf16(static_cast<size_t>(N) * K), x = random_bf16(K);
+  Dev<bf16> dw(w.size()), dsrc(x.size()), dx(x.size());
+  Dev<float> dy(N);
+  dw.put(*reinterpret_cast<std::vector<bf16>*>(&w));
+  dsrc.put(*reinterpret_cast<std::vector<bf16>*>(&x));
+  dx.poison();
+  dy.poison();
+  slow_copy_kernel<<<4, 256>>>(dsrc.p, dx.p, K);
+  launch_skinny_gemm(dw.p, dx.p, dy.p, 1, N, K, nullptr, 0, /*overlap=*/true);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto got = dy.get();
+  std::vector<double> ref(N);
+  for (int n = 0; n < N; n++) {
+    double acc = 0;
+    for (int k = 0; k < K; k++) acc += double(bf16_to_f(w[static_cast<size_t>(n) * K + k])) * bf16_to_f(x[k]);
+    ref[n] = acc;
+  }
+  bool written;
+  const double err = rel_err([&](size_t i) { return static_cast<double>(got[i]); }, [&](size_t i) { return ref[i]; }, ref.size(), written);
+  char name[200];
+  std::snprintf(name, sizeof name, "skinny_gemm N=%d K=%d launched to overlap the kernel writing X", N, K);
+  report(name, err, written, 1e-4);
+}
+
 // ---- sampling ------------------------------------------------------------------------------------
 
 void check_sampling(int R, int V) {
@@ -685,6 +721,8 @@ int main() {
   check_skinny_gemm<bf16>(4, 3072, 4096);
   check_skinny_gemm<float>(1, 151936, 1024);
   check_skinny_gemm<float>(3, 75968, 4096, 151936);  // half of Qwen3-8B's LM head into the full logits
+  check_skinny_gemm_overlapped(4096, 4096);
+  check_skinny_gemm_overlapped(100, 520);  // no full round: every load after the wait
   check_silu(9, 3072);
   check_silu(64, 1536);
   check_decode_indirect();

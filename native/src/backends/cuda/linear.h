@@ -34,6 +34,13 @@ inline bool skinny_linear_enabled() {
   return enabled;
 }
 
+// Whether skinny GEMMs start loading their weights while the previous kernel finishes (programmatic
+// dependent launch, kernels/common.cuh); PAGODA_PDL=0 turns it off, for comparisons.
+inline bool overlap_linear_launches() {
+  static const bool enabled = env_choice("PAGODA_PDL", {"1", "0"}) == "1";
+  return enabled;
+}
+
 // cuBLAS is column-major: computing Y^T[N, M] = W[N, K] · X^T[K, M] reads both row-major arrays as they are.
 // ldy: Y's row stride in elements (0: w.n), wider when Y is a slice of a larger output.
 inline void linear(cublasHandle_t h, const __nv_bfloat16* x, int m, const Weight& w, void* y, bool y_f32, int ldy = 0) {
@@ -42,8 +49,9 @@ inline void linear(cublasHandle_t h, const __nv_bfloat16* x, int m, const Weight
   if (m <= kSkinnyDispatchRows && skinny_linear_enabled() && kernels::skinny_gemm_supports(m, w.k, w.data, x)) {
     cudaStream_t s = nullptr;
     check_cublas(cublasGetStream(h, &s), "cublasGetStream");
-    if (y_f32) kernels::launch_skinny_gemm(w.data, x, static_cast<float*>(y), m, w.n, w.k, s, ldy);
-    else kernels::launch_skinny_gemm(w.data, x, static_cast<__nv_bfloat16*>(y), m, w.n, w.k, s, ldy);
+    const bool overlap = overlap_linear_launches();
+    if (y_f32) kernels::launch_skinny_gemm(w.data, x, static_cast<float*>(y), m, w.n, w.k, s, ldy, overlap);
+    else kernels::launch_skinny_gemm(w.data, x, static_cast<__nv_bfloat16*>(y), m, w.n, w.k, s, ldy, overlap);
     return;
   }
   const float alpha = 1.0f, beta = 0.0f;
