@@ -5,8 +5,9 @@
  * (p50/p99 from the operator's histogram), per-object times to first status and to Ready, and the
  * operator's peak RSS. Goals (issue 6): ≤ 30 s, p99 ≤ 1 s, ≤ 150 MB.
  *
- * --baseline creates the same Deployments directly, without the operator: the time the control plane
- * alone (controller manager, scheduler, kwok) needs on this machine, the floor under the first figure.
+ * --baseline creates the same children (Deployment, Service, PodDisruptionBudget) directly, without the
+ * operator: the time the control plane alone (API server, controller manager, scheduler, kwok) needs on
+ * this machine, the floor under the first figure.
  *
  * It runs its own cluster in .cluster/bench (a running dev cluster is left alone) and stops it.
  * Environment: BENCH_NODES (1000), BENCH_CRS (500), BENCH_CONCURRENCY (operator workers, 8),
@@ -145,9 +146,14 @@ async function baseline(): Promise<void> {
   await forEachParallel(CRS, 32, async (i) => {
     const r = planFor({ ...crFor(i), metadata: { ...crFor(i).metadata, uid: 'none' } } as never, { defaultImage: 'x' });
     if (!r.planned) throw new Error(r.message);
-    const dep = r.children.deployment;
-    delete (dep.metadata as Obj).ownerReferences;
-    await client.create(collectionPath(RESOURCES.deployment, NS), dep);
+    // The children the operator would create for this InferenceDeployment, without their owner.
+    const { deployment, service, podDisruptionBudget } = r.children;
+    for (const child of [deployment, service, podDisruptionBudget]) delete (child.metadata as Obj).ownerReferences;
+    await Promise.all([
+      client.create(collectionPath(RESOURCES.deployment, NS), deployment),
+      client.create(collectionPath(RESOURCES.service, NS), service),
+      client.create(collectionPath(RESOURCES.podDisruptionBudget, NS), podDisruptionBudget),
+    ]);
   });
   const created = Date.now() - start;
   let ready = 0;
@@ -158,7 +164,7 @@ async function baseline(): Promise<void> {
   }
   console.log('');
   console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB`);
-  console.log(`Deployments created in:     ${s(created)}`);
+  console.log(`children created in:        ${s(created)}   (Deployment, Service, PodDisruptionBudget each)`);
   console.log(
     `time until all Ready:       ${s(Date.now() - start)}   (${ready}/${CRS}; control plane only, no operator)`,
   );
