@@ -1,8 +1,9 @@
-// Paged decode attention on tensor cores, for GQA groups of 4 to 16 query heads per KV head (Qwen3-8B,
-// Llama 3 8B/70B, Qwen3-32B). The CUDA-core kernel (decode_attention.cuh) does 2 x group FMAs per cached
-// element and stops being memory-bound from a group of 4 (2.2-2.5 TB/s against 4 for a group of 2). Here
-// the group's query heads are the M dimension of mma.sync m16n8k16 (padded to 16 rows), so the arithmetic
-// per byte no longer matters.
+// Paged decode attention on tensor cores, used for GQA groups of 4 to 16 query heads per KV head
+// (Qwen3-8B, Llama 3 8B/70B, Qwen3-32B); it serves any group of 1 to 16. The CUDA-core kernel
+// (decode_attention.cuh) does 2 x group FMAs per cached element and stops being memory-bound from a group
+// of 4 (2.2-2.5 TB/s against 4 for a group of 2). Here the group's query heads are the M dimension of
+// mma.sync m16n8k16 (padded to 16 rows), so the arithmetic per byte no longer matters: 3.6-3.7 TB/s for a
+// group of 4. For a group of 2 the CUDA-core kernel stays faster (4.0 against 3.7 TB/s).
 //
 // CTA = (decode entry, KV head, split); 4 warps. The CTA's token range is cut into 16-token chunks dealt
 // round-robin to the warps; each warp streams its chunks through its own two-stage cp.async buffer in
@@ -32,7 +33,7 @@ __host__ __device__ constexpr int decode_mma_smem_bytes() {
 }
 
 // Grid: (Hkv, E, splits). Block: 128. Dynamic shared memory: decode_mma_smem_bytes<D>(). The CTA serves
-// the G = Hq / Hkv query heads of its KV head, 4 <= G <= 16.
+// the G = Hq / Hkv query heads of its KV head, 1 <= G <= 16.
 template <int D>
 __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttentionParams p) {
   allow_next_kernel_to_start();  // the next GEMM may start loading its weights
