@@ -108,8 +108,9 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, in
   bf16* out;
   float *pacc, *pml;
   PAGODA_CUDA_CHECK(cudaMalloc(&out, static_cast<size_t>(B) * Hq * D * 2));
-  PAGODA_CUDA_CHECK(cudaMalloc(&pacc, static_cast<size_t>(B) * Hq * 64 * D * 4));
-  PAGODA_CUDA_CHECK(cudaMalloc(&pml, static_cast<size_t>(B) * Hq * 64 * 2 * 4));
+  const size_t max_splits = std::max(64, forced_splits);
+  PAGODA_CUDA_CHECK(cudaMalloc(&pacc, static_cast<size_t>(B) * Hq * max_splits * D * 4));
+  PAGODA_CUDA_CHECK(cudaMalloc(&pml, static_cast<size_t>(B) * Hq * max_splits * 2 * 4));
   const int gc = variant ? (variant->heads_per_cta > 0 ? variant->heads_per_cta : Hq / Hkv) : decode_heads_per_cta(Hq / Hkv);
   const int resident = variant && variant->resident_ctas ? variant->resident_ctas(D) : decode_resident_ctas(D, Hq / Hkv);
   const int splits = forced_splits > 0 ? forced_splits : decode_splits(B, Hq, gc, ctx, num_sms(), resident, 64);
@@ -278,6 +279,14 @@ void bench_linear_step(const StepShapes& m, const std::vector<int>& rows) {
 // --attention: the decode-attention rows only.
 int main(int argc, char** argv) {
   const bool attention_only = argc > 1 && std::string(argv[1]) == "--attention";
+  if (argc > 1 && std::string(argv[1]) == "--split-sweep") {
+    // 1 x 32k, 16 / 8 heads: how the split count trades CTAs in flight against per-CTA start-up and merging
+    for (int splits : {32, 48, 64, 96, 128, 192, 256}) {
+      bench_decode(1, 32768, 16, splits);
+      bench_decode(1, 32768, 16, splits, 16, 8, &kTensorCores);
+    }
+    return 0;
+  }
   std::printf("== Pagoda kernels (16 query / 8 KV heads, head_dim 128; paged KV, bf16)\n");
   bench_decode(64, 4096, 16);
   bench_decode(64, 4096, 16, 0, 16, 8, &kUnroll4);
