@@ -279,6 +279,14 @@ __global__ void decode_attention_reduce_kernel(DecodeAttentionParams p) {
   p.out[static_cast<int64_t>(row) * p.out_stride + h * D + d] = __float2bfloat16(den > 0.0f ? num / den : 0.0f);
 }
 
+// The merge pass after a split main kernel (nothing to do without splits). Grid: (E, Hq). Block: D.
+template <int D>
+void launch_decode_merge(const DecodeAttentionParams& p, cudaStream_t s) {
+  if (p.splits <= 1) return;
+  decode_attention_reduce_kernel<D><<<dim3(p.E, p.Hq), D, 0, s>>>(p);
+  PAGODA_LAUNCH_CHECK("decode_attention_reduce_kernel");
+}
+
 /** Largest divisor of the group size that is at most 8: query heads per CTA. */
 inline int decode_heads_per_cta(int group) {
   for (int gc = 8; gc >= 1; gc--)
@@ -327,10 +335,7 @@ void launch_decode_attention_d(const DecodeAttentionParams& p, cudaStream_t s) {
     default: launch_decode_gc<D, 8>(p, grid, s); break;
   }
   PAGODA_LAUNCH_CHECK("decode_attention_kernel");
-  if (p.splits > 1) {
-    decode_attention_reduce_kernel<D><<<dim3(p.E, p.Hq), D, 0, s>>>(p);
-    PAGODA_LAUNCH_CHECK("decode_attention_reduce_kernel");
-  }
+  launch_decode_merge<D>(p, s);
 }
 
 inline void launch_decode_attention(const DecodeAttentionParams& p, int head_dim, cudaStream_t s) {

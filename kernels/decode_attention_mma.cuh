@@ -141,24 +141,14 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
           mx_a = fmaxf(mx_a, s[n][j]);
           mx_b = fmaxf(mx_b, s[n][2 + j]);
         }
-#pragma unroll
-      for (int o = 1; o <= 2; o <<= 1) {
-        mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, o));
-        mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, o));
-      }
+      quad_max(mx_a, mx_b);
       // Every chunk holds at least one valid key, so the maxima are finite from the first chunk on.
       const float corr_a = exp2f(m_a - mx_a), corr_b = exp2f(m_b - mx_b);  // m = -inf first: 0
       m_a = mx_a;
       m_b = mx_b;
       l_a *= corr_a;
       l_b *= corr_b;
-#pragma unroll
-      for (int n = 0; n < D / 8; n++) {
-        oacc[n][0] *= corr_a;
-        oacc[n][1] *= corr_a;
-        oacc[n][2] *= corr_b;
-        oacc[n][3] *= corr_b;
-      }
+      scale_rows(oacc, corr_a, corr_b);
       // P = exp2(S - m) as one bf16 A fragment (16 keys), then O += P V.
       uint32_t pf[4];
 #pragma unroll
@@ -184,11 +174,7 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
 
   // Row sums over the 4 threads of a row; then the warps' states into shared memory:
   // [warp][row][0] = m, [1] = l, [2 ..] = O (unnormalised).
-#pragma unroll
-  for (int o = 1; o <= 2; o <<= 1) {
-    l_a += __shfl_xor_sync(0xffffffffu, l_a, o);
-    l_b += __shfl_xor_sync(0xffffffffu, l_b, o);
-  }
+  quad_sum(l_a, l_b);
   __syncthreads();  // every warp is done with its K/V buffers
   float* state = reinterpret_cast<float*>(kv);
   const auto at = [&](int w, int r) { return state + (w * kMmaDecodeRows + r) * (D + 2); };
@@ -262,10 +248,7 @@ void launch_decode_attention_mma_d(const DecodeAttentionParams& p, cudaStream_t 
   allow_decode_mma_smem<D>();
   decode_attention_mma_kernel<D><<<dim3(p.Hkv, p.E, p.splits), 128, decode_mma_smem_bytes<D>(), s>>>(p);
   PAGODA_LAUNCH_CHECK("decode_attention_mma_kernel");
-  if (p.splits > 1) {
-    decode_attention_reduce_kernel<D><<<dim3(p.E, p.Hq), D, 0, s>>>(p);
-    PAGODA_LAUNCH_CHECK("decode_attention_reduce_kernel");
-  }
+  launch_decode_merge<D>(p, s);
 }
 
 // The tensor-core kernel and, with splits, the merge pass.

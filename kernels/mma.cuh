@@ -48,4 +48,33 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// An m16n8 accumulator tile spreads each row over 4 threads (lane / 4 picks the row, lane % 4 the
+// columns); each thread holds rows g and g + 8. These combine a per-row value over those 4 threads.
+__device__ __forceinline__ void quad_max(float& a, float& b) {
+#pragma unroll
+  for (int o = 1; o <= 2; o <<= 1) {
+    a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+    b = fmaxf(b, __shfl_xor_sync(0xffffffffu, b, o));
+  }
+}
+__device__ __forceinline__ void quad_sum(float& a, float& b) {
+#pragma unroll
+  for (int o = 1; o <= 2; o <<= 1) {
+    a += __shfl_xor_sync(0xffffffffu, a, o);
+    b += __shfl_xor_sync(0xffffffffu, b, o);
+  }
+}
+
+// Scales this thread's two rows (g by a, g + 8 by b) of N accumulator tiles: the online-softmax rescale.
+template <int N>
+__device__ __forceinline__ void scale_rows(float (&acc)[N][4], float a, float b) {
+#pragma unroll
+  for (int n = 0; n < N; n++) {
+    acc[n][0] *= a;
+    acc[n][1] *= a;
+    acc[n][2] *= b;
+    acc[n][3] *= b;
+  }
+}
+
 }  // namespace pagoda::kernels

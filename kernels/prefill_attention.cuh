@@ -132,11 +132,7 @@ __global__ void __launch_bounds__(128) prefill_attention_kernel(PrefillAttention
         mx_b = fmaxf(mx_b, s[n][2 + j]);
       }
     }
-#pragma unroll
-    for (int o = 1; o <= 2; o <<= 1) {
-      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, o));
-      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, o));
-    }
+    quad_max(mx_a, mx_b);
     // A row whose keys are all masked so far keeps max -inf; its weights stay 0.
     const float corr_a = mx_a == -INFINITY ? 1.0f : exp2f(m_a - mx_a);
     const float corr_b = mx_b == -INFINITY ? 1.0f : exp2f(m_b - mx_b);
@@ -144,13 +140,7 @@ __global__ void __launch_bounds__(128) prefill_attention_kernel(PrefillAttention
     m_b = mx_b;
     l_a *= corr_a;
     l_b *= corr_b;
-#pragma unroll
-    for (int n = 0; n < D / 8; n++) {
-      oacc[n][0] *= corr_a;
-      oacc[n][1] *= corr_a;
-      oacc[n][2] *= corr_b;
-      oacc[n][3] *= corr_b;
-    }
+    scale_rows(oacc, corr_a, corr_b);
     // P = exp2(S - m) as bf16 A fragments (two key n-tiles make one 16-key k-step).
     uint32_t pf[kPrefillKeys / 16][4];
 #pragma unroll
@@ -180,11 +170,7 @@ __global__ void __launch_bounds__(128) prefill_attention_kernel(PrefillAttention
   }
 
   // Row sums across the 4 threads of a row, normalise, store valid rows.
-#pragma unroll
-  for (int o = 1; o <= 2; o <<= 1) {
-    l_a += __shfl_xor_sync(0xffffffffu, l_a, o);
-    l_b += __shfl_xor_sync(0xffffffffu, l_b, o);
-  }
+  quad_sum(l_a, l_b);
   const float inv_a = l_a > 0.0f ? 1.0f / l_a : 0.0f, inv_b = l_b > 0.0f ? 1.0f / l_b : 0.0f;
   const bool valid_a = r0 + row_a < qlen, valid_b = r0 + row_b < qlen;
   bf16* out_a = p.out + static_cast<int64_t>(qs + r0 + row_a) * p.out_stride + h * D;

@@ -77,7 +77,7 @@ struct DecodeVariant {
 template <int GC, int UNROLL = decode_default_unroll<GC>(), int DPT = decode_dims_per_thread<GC>()>
 void decode_main(const DecodeAttentionParams& p, dim3 grid) {
   launch_decode_gc<128, GC, UNROLL, DPT>(p, grid, nullptr);
-  if (p.splits > 1) decode_attention_reduce_kernel<128><<<dim3(p.E, p.Hq), 128>>>(p);
+  launch_decode_merge<128>(p, nullptr);
 }
 
 // The tensor-core kernel (decode_attention_mma.cuh), a whole GQA group per CTA; it picks its own grid.

@@ -688,7 +688,7 @@ int main() {
     const auto variant = [&](auto launch_main, int gc, const char* name) {
       check_decode(16, 700, 32, 8, 128, 16, splits, true, [&](const DecodeAttentionParams& p) {
         launch_main(p, dim3(p.Hq / gc, p.E, p.splits));
-        if (p.splits > 1) decode_attention_reduce_kernel<128><<<dim3(p.E, p.Hq), 128>>>(p);
+        launch_decode_merge<128>(p, nullptr);
       }, name);
     };
     variant([](const DecodeAttentionParams& p, dim3 g) { launch_decode_gc<128, 4, 4, 8>(p, g, nullptr); }, 4, " gc4 u4 dpt8");
