@@ -9,6 +9,9 @@
  * operator: the time the control plane alone (API server, controller manager, scheduler, kwok) needs on
  * this machine, the floor under the first figure.
  *
+ * --services creates only the 500 ClusterIP Services (32 connections) and prints how long that took: with
+ * BENCH_NODES=10, what the API server does for Services when nothing else loads the machine.
+ *
  * It runs its own cluster in .cluster/bench (a running dev cluster is left alone) and stops it.
  * Environment: BENCH_NODES (1000), BENCH_CRS (500), BENCH_CONCURRENCY (operator workers, 8),
  * BENCH_OPERATOR (js: the stripped JavaScript the operator image runs, default; ts: `npm run operator`).
@@ -32,6 +35,7 @@ const NODES = Number(process.env.BENCH_NODES ?? 1000);
 const CRS = Number(process.env.BENCH_CRS ?? 500);
 const WORKERS = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const BASELINE = process.argv.includes('--baseline');
+const SERVICES = process.argv.includes('--services');
 const FLAVOUR = process.env.BENCH_OPERATOR === 'ts' ? 'ts' : 'js';
 const NS = 'bench';
 
@@ -135,20 +139,34 @@ try {
       await sleep(200);
     }
   }
-  if (BASELINE) await baseline();
+  if (SERVICES) await servicesOnly();
+  else if (BASELINE) await baseline();
   else await withOperator();
 } finally {
   await stopCluster();
 }
 
+/** The children the operator would create for InferenceDeployment i, without their owner. */
+function childrenFor(i: number): { deployment: Obj; service: Obj; podDisruptionBudget: Obj } {
+  const r = planFor({ ...crFor(i), metadata: { ...crFor(i).metadata, uid: 'none' } } as never, { defaultImage: 'x' });
+  if (!r.planned) throw new Error(r.message);
+  const { deployment, service, podDisruptionBudget } = r.children;
+  for (const child of [deployment, service, podDisruptionBudget]) delete (child.metadata as Obj).ownerReferences;
+  return { deployment, service, podDisruptionBudget };
+}
+
+async function servicesOnly(): Promise<void> {
+  const start = Date.now();
+  await forEachParallel(CRS, 32, (i) => client.create(collectionPath(RESOURCES.service, NS), childrenFor(i).service));
+  console.log('');
+  console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB`);
+  console.log(`${CRS} ClusterIP Services created in: ${s(Date.now() - start)}   (${NODES} nodes)`);
+}
+
 async function baseline(): Promise<void> {
   const start = Date.now();
   await forEachParallel(CRS, 32, async (i) => {
-    const r = planFor({ ...crFor(i), metadata: { ...crFor(i).metadata, uid: 'none' } } as never, { defaultImage: 'x' });
-    if (!r.planned) throw new Error(r.message);
-    // The children the operator would create for this InferenceDeployment, without their owner.
-    const { deployment, service, podDisruptionBudget } = r.children;
-    for (const child of [deployment, service, podDisruptionBudget]) delete (child.metadata as Obj).ownerReferences;
+    const { deployment, service, podDisruptionBudget } = childrenFor(i);
     await Promise.all([
       client.create(collectionPath(RESOURCES.deployment, NS), deployment),
       client.create(collectionPath(RESOURCES.service, NS), service),
