@@ -32,7 +32,15 @@ struct DecodeAttentionParams {
   float* partial_ml;            // [E, Hq, splits, 2] (splits > 1): running max (log2 domain) and sum
   int E, Hq, Hkv, block_size, max_blocks, splits, q_stride, out_stride;
   float scale;
+  // [E, CTAs per entry and split] arrival counters of the fused split-K merge, zero before the first
+  // launch (the last CTA of each group sets its counter back to 0). null: a separate merge kernel.
+  int32_t* split_done = nullptr;
+  // Launched to overlap the kernel before it (programmatic dependent launch, common.cuh): the block-table
+  // window is staged while that kernel finishes; q and K/V, which it writes, are read only after the wait.
+  bool overlap_previous = false;
 };
+
+constexpr int kDecodeMaxSplits = 256;  // bounds the merge's shared memory (one weight per split)
 
 namespace detail {
 
@@ -51,6 +59,71 @@ __device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[N],
 }
 
 }  // namespace detail
+
+// Split-K merge of query heads [h0, h0 + heads) of decode entry e into out: each split's output rescaled
+// to the common max and weighted by its sum. Every thread of the CTA calls (blockDim.x a multiple of 32).
+// scratch: shared memory for heads * (splits + 1) floats. Partials are read through L2 (ld.global.cg):
+// in the fused merge other CTAs of the running kernel wrote them, and this SM's L1 is not coherent.
+template <int D>
+__device__ void merge_split_partials(const DecodeAttentionParams& p, int e, int row, int h0, int heads, float* scratch) {
+  const int S = p.splits, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthreads = blockDim.x;
+  float* weight = scratch;                // [heads][S]: the splits' maxima, then their weights
+  float* head_max = scratch + heads * S;  // [heads]
+  const int64_t base = (static_cast<int64_t>(e) * p.Hq + h0) * S;  // slot of (e, h0, split 0); head h0 + i at + i * S
+  for (int i = tid; i < heads * S; i += nthreads) weight[i] = __ldcg(p.partial_ml + (base + i) * 2);
+  __syncthreads();
+  for (int h = warp; h < heads; h += nthreads / 32) {
+    float mx = -INFINITY;
+    for (int s = lane; s < S; s += 32) mx = fmaxf(mx, weight[h * S + s]);
+    mx = warp_max(mx);
+    if (lane == 0) head_max[h] = mx;
+  }
+  __syncthreads();
+  for (int i = tid; i < heads * S; i += nthreads) {
+    const float ms = weight[i];
+    weight[i] = ms == -INFINITY ? 0.0f : __ldcg(p.partial_ml + (base + i) * 2 + 1) * exp2f(ms - head_max[i / S]);  // empty split: 0
+  }
+  __syncthreads();
+  constexpr int Q4 = D / 4;  // 4 dims per thread: one 16-byte load per split
+  for (int i = tid; i < heads * Q4; i += nthreads) {
+    const int h = i / Q4, d = (i % Q4) * 4;
+    const float* w = weight + h * S;
+    const float4* acc = reinterpret_cast<const float4*>(p.partial_acc + (base + static_cast<int64_t>(h) * S) * D + d);
+    float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float den = 0.0f;
+#pragma unroll 16
+    for (int s = 0; s < S; s++) {
+      const float4 a = __ldcg(acc + static_cast<int64_t>(s) * Q4);  // an empty split's acc is written as 0
+      num.x += w[s] * a.x;
+      num.y += w[s] * a.y;
+      num.z += w[s] * a.z;
+      num.w += w[s] * a.w;
+      den += w[s];
+    }
+    const float inv = den > 0.0f ? 1.0f / den : 0.0f;
+    __nv_bfloat162* o = reinterpret_cast<__nv_bfloat162*>(p.out + static_cast<int64_t>(row) * p.out_stride + (h0 + h) * D + d);
+    o[0] = __floats2bfloat162_rn(num.x * inv, num.y * inv);
+    o[1] = __floats2bfloat162_rn(num.z * inv, num.w * inv);
+  }
+}
+
+// Fused split-K merge: a CTA whose partials are written counts itself in at `counter`; the last of the
+// `splits` CTAs of its (entry, head group) gets true, sees every partial, merges them and so saves the
+// separate merge kernel. It re-arms the counter for the next launch. Every thread of the CTA calls.
+__device__ __forceinline__ bool arrive_last_split(int32_t* counter, int splits) {
+  __shared__ int last;
+  __threadfence();  // this CTA's partials are visible device-wide before it counts itself in
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last = atomicAdd(counter, 1) == splits - 1;
+    if (last) {
+      *counter = 0;      // every CTA of the group has arrived: nothing else touches it in this launch
+      __threadfence();   // the others' partials, fenced before their arrival, are visible from here on
+    }
+  }
+  __syncthreads();
+  return last;
+}
 
 template <int GC>
 __host__ __device__ constexpr int decode_dims_per_thread() {
@@ -89,6 +162,12 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
   const int32_t* table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks;
   const int bs = p.block_size;
   constexpr float LOG2E = 1.4426950408889634f;
+  const int first_block = start / bs;
+  const int end_block = end > start ? (end - 1) / bs + 1 : first_block;
+  // The first block-table window (inputs from the host: safe before the wait), then the previous
+  // kernel's outputs (q, the new token's K/V).
+  for (int i = threadIdx.x; i < min(kDecodeWindow, end_block - first_block); i += blockDim.x) tbl[i] = table[first_block + i];
+  wait_for_previous_kernel();
 
   float q[GC][DPT];
 #pragma unroll
@@ -110,12 +189,12 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
     for (int i = 0; i < DPT; i++) acc[g][i] = 0.0f;
   }
 
-  const int first_block = start / bs;
-  const int end_block = end > start ? (end - 1) / bs + 1 : first_block;
   for (int wb = first_block; wb < end_block; wb += kDecodeWindow) {
     const int nb = min(kDecodeWindow, end_block - wb);
-    __syncthreads();
-    for (int i = threadIdx.x; i < nb; i += blockDim.x) tbl[i] = table[wb + i];
+    if (wb != first_block) {
+      __syncthreads();  // every warp is done with the previous window
+      for (int i = threadIdx.x; i < nb; i += blockDim.x) tbl[i] = table[wb + i];
+    }
     __syncthreads();
     const int w_start = max(start, wb * bs), w_end = min(end, (wb + nb) * bs), base_off = wb * bs;
     for (int base = w_start; base < w_end; base += TOK_PER_GROUP) {
@@ -202,8 +281,9 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
       merge_state(m[g], l[g], acc[g], m2, l2, a2);
     }
   }
-  // Then the warps, through shared memory: [warp][g][TPT lanes][2 + DPT].
+  // Then the warps, through shared memory: [warp][g][TPT lanes][2 + DPT]; afterwards the fused merge's scratch.
   __shared__ float state[kDecodeWarps][GC][TPT][2 + DPT];
+  static_assert(kDecodeWarps * TPT * (2 + DPT) >= kDecodeMaxSplits + 1, "the merge scratch fits the warps' state");
   if (lane < TPT) {
 #pragma unroll
     for (int g = 0; g < GC; g++) {
@@ -214,77 +294,57 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
     }
   }
   __syncthreads();
-  if (warp != 0 || lane >= TPT) return;
+  if (warp == 0 && lane < TPT) {
 #pragma unroll
-  for (int g = 0; g < GC; g++) {
-    for (int w = 1; w < kDecodeWarps; w++) {
-      float a2[DPT];
+    for (int g = 0; g < GC; g++) {
+      for (int w = 1; w < kDecodeWarps; w++) {
+        float a2[DPT];
 #pragma unroll
-      for (int i = 0; i < DPT; i++) a2[i] = state[w][g][lane][2 + i];
-      merge_state(m[g], l[g], acc[g], state[w][g][lane][0], state[w][g][lane][1], a2);
-    }
-    const int h = h0 + g;
-    const float inv = l[g] > 0.0f ? 1.0f / l[g] : 0.0f;
-    if (p.splits == 1) {
-#pragma unroll
-      for (int v = 0; v < VEC; v++) {
-        float o[8];
-#pragma unroll
-        for (int i = 0; i < 8; i++) o[i] = acc[g][8 * v + i] * inv;
-        *reinterpret_cast<Bf16x8*>(p.out + static_cast<int64_t>(row) * p.out_stride + h * D + dim0 + 8 * v) = pack8(o);
+        for (int i = 0; i < DPT; i++) a2[i] = state[w][g][lane][2 + i];
+        merge_state(m[g], l[g], acc[g], state[w][g][lane][0], state[w][g][lane][1], a2);
       }
-    } else {
-      const int64_t slot = (static_cast<int64_t>(e) * p.Hq + h) * p.splits + split;
-      float* pa = p.partial_acc + slot * D + dim0;
+      const int h = h0 + g;
+      const float inv = l[g] > 0.0f ? 1.0f / l[g] : 0.0f;
+      if (p.splits == 1) {
 #pragma unroll
-      for (int i = 0; i < DPT; i++) pa[i] = acc[g][i] * inv;
-      if (dim0 == 0) {
-        p.partial_ml[slot * 2] = m[g];
-        p.partial_ml[slot * 2 + 1] = l[g];
+        for (int v = 0; v < VEC; v++) {
+          float o[8];
+#pragma unroll
+          for (int i = 0; i < 8; i++) o[i] = acc[g][8 * v + i] * inv;
+          *reinterpret_cast<Bf16x8*>(p.out + static_cast<int64_t>(row) * p.out_stride + h * D + dim0 + 8 * v) = pack8(o);
+        }
+      } else {
+        const int64_t slot = (static_cast<int64_t>(e) * p.Hq + h) * p.splits + split;
+        float* pa = p.partial_acc + slot * D + dim0;
+#pragma unroll
+        for (int i = 0; i < DPT; i++) pa[i] = acc[g][i] * inv;
+        if (dim0 == 0) {
+          p.partial_ml[slot * 2] = m[g];
+          p.partial_ml[slot * 2 + 1] = l[g];
+        }
       }
     }
   }
+  if (p.splits > 1 && p.split_done != nullptr &&
+      arrive_last_split(p.split_done + static_cast<int64_t>(e) * gridDim.x + blockIdx.x, p.splits))
+    merge_split_partials<D>(p, e, row, h0, GC, &state[0][0][0][0]);
 }
 
-constexpr int kDecodeMaxSplits = 256;  // the merge pass keeps one weight per split in shared memory
-
-// Grid: (E, Hq). Block: D. Merges the splits of each (entry, head): each split's weight (its sum
-// rescaled to the common max) is computed once into shared memory, then every thread sums its dim over
-// the splits with the loads of several splits in flight (a loop that waited for each load in turn made
-// this pass a third of a 1 x 32k decode).
+// Grid: (E, Hq). Block: D. The separate merge pass (when p.split_done is null): one (entry, head) per CTA.
 template <int D>
 __global__ void decode_attention_reduce_kernel(DecodeAttentionParams p) {
   allow_next_kernel_to_start();  // the next GEMM may start loading its weights
-  __shared__ float weight[kDecodeMaxSplits];
-  __shared__ float scratch[32];
-  const int e = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
-  const int row = p.entry_row ? p.entry_row[e] : e;
-  const int64_t base = (static_cast<int64_t>(e) * p.Hq + h) * p.splits;
-  float mx = -INFINITY;
-  for (int s = d; s < p.splits; s += D) mx = fmaxf(mx, p.partial_ml[(base + s) * 2]);
-  mx = block_max(mx, scratch);
-  for (int s = d; s < p.splits; s += D) {
-    const float ms = p.partial_ml[(base + s) * 2];
-    weight[s] = ms == -INFINITY ? 0.0f : p.partial_ml[(base + s) * 2 + 1] * exp2f(ms - mx);  // empty split: 0
-  }
-  __syncthreads();
-  float num = 0.0f, den = 0.0f;
-  const float* acc = p.partial_acc + base * D + d;
-#pragma unroll 8
-  for (int s = 0; s < p.splits; s++) {
-    const float w = weight[s];
-    num += w * acc[static_cast<int64_t>(s) * D];  // an empty split's acc is written as 0
-    den += w;
-  }
-  p.out[static_cast<int64_t>(row) * p.out_stride + h * D + d] = __float2bfloat16(den > 0.0f ? num / den : 0.0f);
+  wait_for_previous_kernel();    // the main kernel's partials are complete only now
+  __shared__ float scratch[kDecodeMaxSplits + 1];
+  const int e = blockIdx.x;
+  merge_split_partials<D>(p, e, p.entry_row ? p.entry_row[e] : e, blockIdx.y, 1, scratch);
 }
 
 // The merge pass after a split main kernel (nothing to do without splits). Grid: (E, Hq). Block: D.
 template <int D>
 void launch_decode_merge(const DecodeAttentionParams& p, cudaStream_t s) {
-  if (p.splits <= 1) return;
-  decode_attention_reduce_kernel<D><<<dim3(p.E, p.Hq), D, 0, s>>>(p);
-  PAGODA_LAUNCH_CHECK("decode_attention_reduce_kernel");
+  if (p.splits <= 1 || p.split_done != nullptr) return;  // unsplit, or merged by the main kernel's last CTAs
+  launch_overlapping(p.overlap_previous, decode_attention_reduce_kernel<D>, dim3(p.E, p.Hq), dim3(D), 0, s, p);
 }
 
 /** Largest divisor of the group size that is at most 8: query heads per CTA. */
@@ -296,7 +356,7 @@ inline int decode_heads_per_cta(int group) {
 
 template <int D, int GC, int UNROLL = decode_default_unroll<GC>(), int DPT = decode_dims_per_thread<GC>()>
 void launch_decode_gc(const DecodeAttentionParams& p, dim3 grid, cudaStream_t s) {
-  decode_attention_kernel<D, GC, UNROLL, DPT><<<grid, 128, 0, s>>>(p);
+  launch_overlapping(p.overlap_previous, decode_attention_kernel<D, GC, UNROLL, DPT>, grid, dim3(128), 0, s, p);
 }
 
 // PAGODA_DECODE_GQA4 (for comparisons): the kernel variant for groups of 4 query heads per KV head —

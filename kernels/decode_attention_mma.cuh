@@ -61,6 +61,12 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
   const int bs = p.block_size;
   constexpr float LOG2E = 1.4426950408889634f;
   const float sl2 = p.scale * LOG2E;
+  const int first_block = start / bs;
+  const int end_block = end > start ? (end - 1) / bs + 1 : first_block;
+  // The first block-table window (inputs from the host: safe before the wait), then the previous
+  // kernel's outputs (q, the new token's K/V).
+  for (int i = tid; i < min(kMmaDecodeWindow, end_block - first_block); i += 128) tbl[i] = table[first_block + i];
+  wait_for_previous_kernel();
 
   // The group's query rows → shared memory (rows past G are zero), then A fragments in every warp.
   for (int i = tid; i < kMmaDecodeRows * CHUNKS; i += 128) {
@@ -82,13 +88,13 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
   for (int n = 0; n < D / 8; n++) oacc[n][0] = oacc[n][1] = oacc[n][2] = oacc[n][3] = 0.0f;
 
   bf16* my_kv = kv + warp * 2 * STAGE;
-  const int first_block = start / bs;
-  const int end_block = end > start ? (end - 1) / bs + 1 : first_block;
   for (int wb = first_block; wb < end_block; wb += kMmaDecodeWindow) {
     const int nb = min(kMmaDecodeWindow, end_block - wb);
-    __syncthreads();  // every warp is done with the previous window's table
-    for (int i = tid; i < nb; i += 128) tbl[i] = table[wb + i];
-    __syncthreads();
+    if (wb != first_block) {
+      __syncthreads();  // every warp is done with the previous window's table
+      for (int i = tid; i < nb; i += 128) tbl[i] = table[wb + i];
+      __syncthreads();
+    }
     const int w_start = max(start, wb * bs), w_end = min(end, (wb + nb) * bs), base_off = wb * bs;
     const int chunks = (w_end - w_start + kMmaDecodeKeys - 1) / kMmaDecodeKeys;
 
@@ -221,6 +227,10 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
       }
     }
   }
+  // Fused split-K merge by the group's last CTA; its scratch is the K/V area again.
+  static_assert(decode_mma_kv_elems<D>() * 2 >= kMmaDecodeRows * (kDecodeMaxSplits + 1) * 4, "merge scratch fits the K/V buffers");
+  if (p.splits > 1 && p.split_done != nullptr && arrive_last_split(p.split_done + static_cast<int64_t>(e) * gridDim.x + blockIdx.x, p.splits))
+    merge_split_partials<D>(p, e, row, h0, G, reinterpret_cast<float*>(kv));
 }
 
 // The kernel's shared memory is above the 48 KiB default: allowed once per device.
@@ -246,8 +256,7 @@ inline int decode_mma_resident_ctas(int head_dim) { return head_dim == 64 ? deco
 template <int D>
 void launch_decode_attention_mma_d(const DecodeAttentionParams& p, cudaStream_t s) {
   allow_decode_mma_smem<D>();
-  decode_attention_mma_kernel<D><<<dim3(p.Hkv, p.E, p.splits), 128, decode_mma_smem_bytes<D>(), s>>>(p);
-  PAGODA_LAUNCH_CHECK("decode_attention_mma_kernel");
+  launch_overlapping(p.overlap_previous, decode_attention_mma_kernel<D>, dim3(p.Hkv, p.E, p.splits), dim3(128), decode_mma_smem_bytes<D>(), s, p);
   launch_decode_merge<D>(p, s);
 }
 

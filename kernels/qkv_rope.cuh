@@ -26,6 +26,7 @@ struct QkvRopeParams {
 // Grid: (T). Block: 128 (4 warps looping over the Hq + 2 Hkv heads).
 template <int D>
 __global__ void qkv_rope_kernel(QkvRopeParams p) {
+  allow_next_kernel_to_start();  // decode attention may stage its block table meanwhile
   constexpr int PER_LANE = D / 32;
   const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int heads = p.Hq + 2 * p.Hkv;

@@ -44,6 +44,45 @@ float median_ms(F&& run, int iters = 30) {
   return t[t.size() / 2];
 }
 
+// Time per call with the calls back to back inside a CUDA graph, as the engine's decode graphs run
+// them: `reps` calls (rotating inputs) captured once, the graph replayed, median replay / reps. Unlike
+// median_ms, no host launch latency is inside the measured interval; each call still waits for the
+// previous one to finish (stream order), so start-up and tail of every kernel are counted.
+template <typename F>
+float graph_ms(F&& run, int reps = 6, int iters = 15) {
+  cudaStream_t s;
+  PAGODA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  for (int i = 0; i < reps; i++) run(i, s);  // first-use set-up (shared-memory opt-in) outside the capture
+  PAGODA_CUDA_CHECK(cudaStreamSynchronize(s));
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  PAGODA_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < reps; i++) run(i, s);
+  PAGODA_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+  PAGODA_CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  std::vector<float> t;
+  for (int i = 0; i < iters + 2; i++) {
+    cudaEventRecord(a, s);
+    cudaGraphLaunch(ge, s);
+    cudaEventRecord(b, s);
+    cudaEventSynchronize(b);
+    float ms;
+    cudaEventElapsedTime(&ms, a, b);
+    if (i >= 2) t.push_back(ms / reps);
+  }
+  PAGODA_CUDA_CHECK(cudaGetLastError());
+  cudaGraphExecDestroy(ge);
+  cudaGraphDestroy(g);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  cudaStreamDestroy(s);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
 __global__ void fill_random(bf16* p, size_t n, uint64_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     uint64_t z = (i + 1) * 0x9e3779b97f4a7c15ULL ^ seed;
@@ -70,22 +109,32 @@ int num_sms() {
 struct DecodeVariant {
   const char* name;
   int heads_per_cta;  // 0: the whole GQA group
-  void (*launch)(const DecodeAttentionParams&, dim3);
+  void (*launch)(const DecodeAttentionParams&, dim3, cudaStream_t);
   int (*resident_ctas)(int head_dim) = nullptr;  // CTAs per SM for the split heuristic; null: the CUDA-core kernel's
 };
 
 template <int GC, int UNROLL = decode_default_unroll<GC>(), int DPT = decode_dims_per_thread<GC>()>
-void decode_main(const DecodeAttentionParams& p, dim3 grid) {
-  launch_decode_gc<128, GC, UNROLL, DPT>(p, grid, nullptr);
-  launch_decode_merge<128>(p, nullptr);
+void decode_main(const DecodeAttentionParams& p, dim3 grid, cudaStream_t s) {
+  launch_decode_gc<128, GC, UNROLL, DPT>(p, grid, s);
+  launch_decode_merge<128>(p, s);
 }
 
 // The tensor-core kernel (decode_attention_mma.cuh), a whole GQA group per CTA; it picks its own grid.
-void decode_mma(const DecodeAttentionParams& p, dim3) { launch_decode_attention_mma(p, 128, nullptr); }
+void decode_mma(const DecodeAttentionParams& p, dim3, cudaStream_t s) { launch_decode_attention_mma(p, 128, s); }
+
+// How the split-K merge runs and whether a launch overlaps the kernel before it (DecodeAttentionParams);
+// the engine's way first.
+struct LaunchStyle {
+  const char* name;
+  bool fused_merge, overlap;
+};
+const LaunchStyle kEngineStyle{"", true, true};
+const LaunchStyle kStyles[] = {{"merge kernel", false, false}, {"merge kernel, PDL", false, true}, {"fused merge", true, false}, {"fused merge, PDL", true, true}};
 
 // Hq / Hkv: query and KV heads (16 / 8 as Qwen3-0.6B; 32 / 8 as Qwen3-8B, 16 / 4 its share at TP=2).
 // forced_splits 0: the engine's split heuristic. variant: null for the dispatching launcher.
-void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, int Hkv = 8, const DecodeVariant* variant = nullptr) {
+void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, int Hkv = 8, const DecodeVariant* variant = nullptr,
+                  const LaunchStyle& style = kEngineStyle) {
   const int D = 128, sets = 3;
   const int blocks_per_seq = ceil_div(ctx, bs);
   const size_t blocks = static_cast<size_t>(B) * blocks_per_seq;
@@ -111,21 +160,29 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, in
   const size_t max_splits = std::max(64, forced_splits);
   PAGODA_CUDA_CHECK(cudaMalloc(&pacc, static_cast<size_t>(B) * Hq * max_splits * D * 4));
   PAGODA_CUDA_CHECK(cudaMalloc(&pml, static_cast<size_t>(B) * Hq * max_splits * 2 * 4));
+  int32_t* done;
+  PAGODA_CUDA_CHECK(cudaMalloc(&done, static_cast<size_t>(B) * Hq * 4));
+  PAGODA_CUDA_CHECK(cudaMemset(done, 0, static_cast<size_t>(B) * Hq * 4));
   const int gc = variant ? (variant->heads_per_cta > 0 ? variant->heads_per_cta : Hq / Hkv) : decode_heads_per_cta(Hq / Hkv);
   const int resident = variant && variant->resident_ctas ? variant->resident_ctas(D) : decode_resident_ctas(D, Hq / Hkv);
   const int splits = forced_splits > 0 ? forced_splits : decode_splits(B, Hq, gc, ctx, num_sms(), resident, 64);
-  const float ms = median_ms([&](int i) {
+  const auto call = [&](int i, cudaStream_t s) {
     DecodeAttentionParams p{q[i % sets], k[i % sets], v[i % sets], dt, dc, nullptr, nullptr, out, pacc, pml, B, Hq, Hkv, bs,
-                            blocks_per_seq, splits, Hq * D, Hq * D, 0.088f};
+                            blocks_per_seq, splits, Hq * D, Hq * D, 0.088f, style.fused_merge ? done : nullptr, style.overlap};
     if (variant) {
-      variant->launch(p, dim3(Hq / gc, B, splits));
+      variant->launch(p, dim3(Hq / gc, B, splits), s);
     } else {
-      launch_decode_attention(p, D, nullptr);
+      launch_decode_attention(p, D, s);
     }
-  });
+  };
+  const float ms = median_ms([&](int i) { call(i, nullptr); });
+  const float in_graph = graph_ms(call);
   const double bytes = 2.0 * kv * 2 + 2.0 * B * Hq * D * 2;
-  std::printf("decode attention  B=%-4d ctx=%-6d bs=%-3d splits=%-3d heads %2d/%d per CTA %d %-14s %9.1f us  %5.2f TB/s\n", B, ctx,
-              bs, splits, Hq, Hkv, gc, variant ? variant->name : "", ms * 1e3, bytes / (ms * 1e-3) / 1e12);
+  std::string name = variant ? variant->name : "";
+  if (*style.name) name += (name.empty() ? "" : ", ") + std::string(style.name);
+  std::printf("decode attention  B=%-4d ctx=%-6d bs=%-3d splits=%-3d heads %2d/%d per CTA %d %-30s %9.1f us  %5.2f TB/s | in graph %7.1f us  %5.2f TB/s\n",
+              B, ctx, bs, splits, Hq, Hkv, gc, name.c_str(), ms * 1e3, bytes / (ms * 1e-3) / 1e12, in_graph * 1e3,
+              bytes / (in_graph * 1e-3) / 1e12);
   for (int s = 0; s < sets; s++) {
     cudaFree(k[s]);
     cudaFree(v[s]);
@@ -136,6 +193,7 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, in
   cudaFree(pml);
   cudaFree(dt);
   cudaFree(dc);
+  cudaFree(done);
 }
 
 // Variants for a group of 2 (the alternative register / softmax-batching trade-off) and for GQA group 4:
@@ -276,14 +334,67 @@ void bench_linear_step(const StepShapes& m, const std::vector<int>& rows) {
   cudaStreamDestroy(s);
 }
 
+// The read ceiling for a given byte count: every 16-byte word read once (4 loads in flight per thread),
+// folded into a value that is stored only if it matches a sentinel (so no load is dead code).
+__global__ void read_all(const uint4* p, size_t n, unsigned* sink) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  unsigned acc = 0;
+  for (; i + 3 * stride < n; i += 4 * stride) {
+    const uint4 a = p[i], b = p[i + stride], c = p[i + 2 * stride], d = p[i + 3 * stride];
+    acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+  }
+  for (; i < n; i += stride) acc ^= p[i].x ^ p[i].y ^ p[i].z ^ p[i].w;
+  if (acc == 0x9e3779b9u) *sink = acc;
+}
+
+// Reading `bytes` once with the whole GPU (8 CTAs of 256 threads per SM), both timings as bench_decode.
+void bench_read_ceiling(size_t bytes) {
+  const int sets = 3;
+  const size_t words = bytes / 16;
+  std::vector<bf16*> buf(sets);
+  for (int s = 0; s < sets; s++) buf[s] = random_device(words * 8, 11 + s);
+  unsigned* sink;
+  PAGODA_CUDA_CHECK(cudaMalloc(&sink, 4));
+  const auto call = [&](int i, cudaStream_t s) {
+    read_all<<<num_sms() * 8, 256, 0, s>>>(reinterpret_cast<const uint4*>(buf[i % sets]), words, sink);
+  };
+  const float ms = median_ms([&](int i) { call(i, nullptr); });
+  const float in_graph = graph_ms(call);
+  std::printf("read ceiling      %7.1f MB %69s %9.1f us  %5.2f TB/s | in graph %7.1f us  %5.2f TB/s\n", bytes / 1e6, "", ms * 1e3,
+              bytes / (ms * 1e-3) / 1e12, in_graph * 1e3, bytes / (in_graph * 1e-3) / 1e12);
+  for (bf16* b : buf) cudaFree(b);
+  cudaFree(sink);
+}
+
 // --attention: the decode-attention rows only.
 int main(int argc, char** argv) {
   const bool attention_only = argc > 1 && std::string(argv[1]) == "--attention";
   if (argc > 1 && std::string(argv[1]) == "--split-sweep") {
     // 1 x 32k, 16 / 8 heads: how the split count trades CTAs in flight against per-CTA start-up and merging
-    for (int splits : {32, 48, 64, 96, 128, 192, 256}) {
+    for (int splits : {16, 24, 32, 33, 40, 48, 49, 64, 66, 96, 128}) {
       bench_decode(1, 32768, 16, splits);
       bench_decode(1, 32768, 16, splits, 16, 8, &kTensorCores);
+    }
+    return 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--fixed-cost") {
+    // What a call costs beyond streaming K/V: the merge as its own kernel or fused into the main
+    // kernel's last CTAs, with and without overlapping the kernel before (1 x 32k and 1 x 4k, 16 / 8 heads)
+    for (int ctx : {32768, 4096})
+      for (const LaunchStyle& st : kStyles) {
+        bench_decode(1, ctx, 16, 0, 16, 8, nullptr, st);
+        bench_decode(1, ctx, 16, 0, 16, 8, &kTensorCores, st);
+      }
+    return 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--long-context") {
+    // One sequence, 16 / 8 heads, context 4k to 128k: time against bytes separates the fixed cost of a
+    // call (launch, pipeline fill, merge) from the streaming rate; the read ceiling of the same bytes beside it.
+    for (int ctx : {4096, 8192, 16384, 32768, 65536, 131072}) {
+      bench_read_ceiling(static_cast<size_t>(ctx) * 8 * 128 * 2 * 2);
+      bench_decode(1, ctx, 16);
+      bench_decode(1, ctx, 16, 0, 16, 8, &kTensorCores);
     }
     return 0;
   }

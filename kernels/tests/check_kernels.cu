@@ -105,9 +105,26 @@ PagedSeqs make_cache(const std::vector<int>& ctx, int bs, int Hkv, int D) {
   return c;
 }
 
-// `launch`/`variant`: a kernel variant to check instead of the dispatching launcher (D 128).
+// A kernel that lets the next one start at once, idles ~100 us, then writes dst = src.
+__global__ void slow_copy_kernel(const bf16* src, bf16* dst, int n) {
+  allow_next_kernel_to_start();
+  const long long start = clock64();
+  while (clock64() - start < 200000) {
+  }
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) dst[i] = src[i];
+}
+
+// How a decode launch is checked: the engine's way (split-K merged by the main kernel's last CTAs,
+// launched to overlap the kernel that writes q — a kernel here that writes it ~100 us late, q poisoned
+// until then) or with the separate merge kernel, not overlapped.
+enum class DecodeStyle { kEngine, kSeparateMerge };
+
+// `launch`/`variant`: a kernel variant to check instead of the dispatching launcher (D 128). Each case
+// runs twice with fresh poison: the second run finds the fused merge's counters re-armed by the first,
+// and they must be back at zero after it.
 void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits, bool varied,
-                  const std::function<void(const DecodeAttentionParams&)>& launch = {}, const char* variant = "") {
+                  const std::function<void(const DecodeAttentionParams&)>& launch = {}, const char* variant = "",
+                  DecodeStyle style = DecodeStyle::kEngine) {
   std::vector<int> ctx(B);
   std::uniform_int_distribution<int> len(1, ctx_len);
   for (int i = 0; i < B; i++) ctx[i] = varied ? len(rng) : ctx_len;
@@ -116,18 +133,33 @@ void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits
   Dev<bf16> dq(q.size()), dk(c.k.size()), dv(c.v.size()), dout(q.size());
   Dev<int32_t> dt(c.tables.size()), dc(B);
   Dev<float> pacc(static_cast<size_t>(B) * Hq * splits * D), pml(static_cast<size_t>(B) * Hq * splits * 2);
+  Dev<bf16> dq_src(q.size());
+  Dev<int32_t> done(static_cast<size_t>(B) * Hq);
+  PAGODA_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(int32_t)));
+  dq_src.put(*reinterpret_cast<std::vector<bf16>*>(&q));
   dq.put(*reinterpret_cast<std::vector<bf16>*>(&q));
   dk.put(*reinterpret_cast<std::vector<bf16>*>(&c.k));
   dv.put(*reinterpret_cast<std::vector<bf16>*>(&c.v));
   dt.put(c.tables);
   dc.put(std::vector<int32_t>(ctx.begin(), ctx.end()));
-  dout.poison();
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const bool engine = style == DecodeStyle::kEngine;
   DecodeAttentionParams p{dq.p, dk.p, dv.p, dt.p, dc.p, nullptr, nullptr, dout.p, pacc.p, pml.p, B, Hq, Hkv, bs, c.max_blocks, splits,
-                          Hq * D, Hq * D, scale};
-  if (launch) launch(p);
-  else launch_decode_attention(p, D, nullptr);
+                          Hq * D, Hq * D, scale, engine ? done.p : nullptr, engine};
+  for (int round = 0; round < 2; round++) {
+    dout.poison();
+    pacc.poison();
+    pml.poison();
+    if (engine) {
+      dq.poison();
+      slow_copy_kernel<<<4, 256>>>(dq_src.p, dq.p, static_cast<int>(q.size()));
+    }
+    if (launch) launch(p);
+    else launch_decode_attention(p, D, nullptr);
+  }
   PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  bool rearmed = true;
+  for (int32_t x : done.get()) rearmed = rearmed && x == 0;
   auto got = dout.get();
   // Reference for up to 48 (sequence, head) pairs: full references at 256 x 32k would take minutes.
   std::vector<std::pair<int, int>> pairs;
@@ -152,9 +184,9 @@ void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits
   for (auto x : got)
     if (!std::isfinite(__bfloat162float(x))) written = false;
   char name[200];
-  std::snprintf(name, sizeof name, "decode  B=%-3d ctx%s%-6d Hq=%-2d Hkv=%d D=%-3d bs=%-2d splits=%d%s", B, varied ? "<=" : "=", ctx_len, Hq,
-                Hkv, D, bs, splits, variant);
-  report(name, err, written);
+  std::snprintf(name, sizeof name, "decode  B=%-3d ctx%s%-6d Hq=%-2d Hkv=%d D=%-3d bs=%-2d splits=%d%s%s", B, varied ? "<=" : "=", ctx_len,
+                Hq, Hkv, D, bs, splits, variant, engine ? "" : " merge kernel");
+  report(name, rearmed ? err : 1.0, written);
 }
 
 // Sequences with a cached prefix (`cached` tokens) and a chunk of `qlen` new query rows.
@@ -385,15 +417,6 @@ void check_skinny_gemm(int M, int N, int K, int ldy = 0) {
   char name[200];
   std::snprintf(name, sizeof name, "skinny_gemm M=%d N=%d K=%d ldy=%d out=%s", M, N, K, ldy, sizeof(OutT) == 4 ? "f32" : "bf16");
   report(name, outside_untouched ? err : 1.0, written, sizeof(OutT) == 4 ? 1e-4 : 1e-2);
-}
-
-// A kernel that lets the next one start at once, idles ~100 us, then writes dst = src.
-__global__ void slow_copy_kernel(const bf16* src, bf16* dst, int n) {
-  allow_next_kernel_to_start();
-  const long long start = clock64();
-  while (clock64() - start < 200000) {
-  }
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) dst[i] = src[i];
 }
 
 // Programmatic dependent launch: a skinny GEMM launched to overlap the kernel that writes its X (X
@@ -683,6 +706,14 @@ int main() {
   check_decode(1, 32768, 16, 8, 128, 16, 49, false, mma(128), " mma");
   check_decode(8, 300, 8, 8, 64, 16, 3, true, mma(64), " mma");
   check_decode(4, 999, 12, 4, 128, 32, 2, true, mma(128), " mma");
+  // the separate merge kernel (PAGODA_DECODE_MERGE=kernel), not overlapped
+  check_decode(1, 32768, 16, 8, 128, 16, 64, false, {}, "", DecodeStyle::kSeparateMerge);
+  check_decode(4, 5000, 64, 8, 128, 64, 8, true, {}, "", DecodeStyle::kSeparateMerge);
+  check_decode(1, 32768, 32, 8, 128, 16, 32, false, mma(128), " mma", DecodeStyle::kSeparateMerge);
+  check_decode(3, 17, 16, 1, 64, 7, 2, true, mma(64), " mma", DecodeStyle::kSeparateMerge);
+  // the most splits the merge takes, and splits longer than the context (empty ranges)
+  check_decode(1, 40000, 16, 8, 128, 16, kDecodeMaxSplits, false);
+  check_decode(5, 100, 32, 8, 128, 16, 200, true, mma(128), " mma");
   // every kernel variant measured for GQA group 4 (bench_kernels), split and unsplit
   for (int splits : {1, 3}) {
     const auto variant = [&](auto launch_main, int gc, const char* name) {

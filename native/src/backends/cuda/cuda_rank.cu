@@ -259,6 +259,10 @@ void CudaRank::size_workspace() {
   }
   partial_acc_ = DeviceArray<float>(kPartialBytes / 4);
   partial_ml_ = DeviceArray<float>(kPartialBytes / 4 / cfg_.head_dim * 2);
+  if (env_choice("PAGODA_DECODE_MERGE", {"fused", "kernel"}) == "fused") {
+    split_done_ = DeviceArray<int32_t>(static_cast<int64_t>(max_seqs_) * cfg_.num_heads);  // entries x CTA groups, at most
+    check(cudaMemset(split_done_.get(), 0, split_done_.bytes()), "cudaMemset(split counters)");
+  }
   // Forward inputs at fixed offsets.
   const int64_t max_tiles = (T + kernels::kPrefillRows - 1) / kernels::kPrefillRows + max_seqs_;
   const int64_t sizes[] = {T, T, T, max_seqs_ + 1, max_seqs_, static_cast<int64_t>(max_seqs_) * blocks_cap_, max_seqs_, max_seqs_,
@@ -404,7 +408,7 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
       kernels::DecodeAttentionParams dp{q_.get(), kc, vc, in_.block_tables, in_.context_lens,
                                         identity_entries ? nullptr : in_.entry_seq, identity_entries ? nullptr : in_.entry_row,
                                         attn_.get(), partial_acc_.get(), partial_ml_.get(), E, cfg_.num_heads, cfg_.num_kv_heads,
-                                        bs_, blocks_cap_, splits, Q, Q, scale};
+                                        bs_, blocks_cap_, splits, Q, Q, scale, split_done_.get(), overlap_launches()};
       if (decode_mma_) kernels::launch_decode_attention_mma(dp, D, stream_);
       else kernels::launch_decode_attention(dp, D, stream_);
     }

@@ -134,6 +134,9 @@ class CudaRank {
   bool proj_f32_ = false;
   bool fuse_norm_ = true;    // all-reduce + residual add + norm in one kernel (tensor parallelism)
   bool decode_mma_ = false;  // tensor-core decode attention (PAGODA_DECODE_MMA=1)
+  // Split-K decode: arrival counters of the fused merge (PAGODA_DECODE_MERGE=fused), one per entry and CTA
+  // group; empty for the separate merge kernel (=kernel).
+  DeviceArray<int32_t> split_done_;
   int decode_heads_per_cta_ = 1;
   DeviceArray<int32_t> in_dev_;
   PinnedArray<int32_t> in_host_;

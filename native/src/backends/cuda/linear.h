@@ -34,9 +34,10 @@ inline bool skinny_linear_enabled() {
   return enabled;
 }
 
-// Whether skinny GEMMs start loading their weights while the previous kernel finishes (programmatic
-// dependent launch, kernels/common.cuh); PAGODA_PDL=0 turns it off, for comparisons.
-inline bool overlap_linear_launches() {
+// Whether skinny GEMMs start loading their weights, and decode attention its block table, while the
+// previous kernel finishes (programmatic dependent launch, kernels/common.cuh); PAGODA_PDL=0 turns it
+// off, for comparisons.
+inline bool overlap_launches() {
   static const bool enabled = env_choice("PAGODA_PDL", {"1", "0"}) == "1";
   return enabled;
 }
@@ -49,7 +50,7 @@ inline void linear(cublasHandle_t h, const __nv_bfloat16* x, int m, const Weight
   if (m <= kSkinnyDispatchRows && skinny_linear_enabled() && kernels::skinny_gemm_supports(m, w.k, w.data, x)) {
     cudaStream_t s = nullptr;
     check_cublas(cublasGetStream(h, &s), "cublasGetStream");
-    const bool overlap = overlap_linear_launches();
+    const bool overlap = overlap_launches();
     if (y_f32) kernels::launch_skinny_gemm(w.data, x, static_cast<float*>(y), m, w.n, w.k, s, ldy, overlap);
     else kernels::launch_skinny_gemm(w.data, x, static_cast<__nv_bfloat16*>(y), m, w.n, w.k, s, ldy, overlap);
     return;
