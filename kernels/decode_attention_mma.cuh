@@ -63,9 +63,32 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
   const float sl2 = p.scale * LOG2E;
   const int first_block = start / bs;
   const int end_block = end > start ? (end - 1) / bs + 1 : first_block;
-  // The first block-table window (inputs from the host: safe before the wait), then the previous
-  // kernel's outputs (q, the new token's K/V).
+  bf16* my_kv = kv + warp * 2 * STAGE;
+
+  // Chunk c of a window → stage buffer `st` of this warp (tokens past w_end zero-filled).
+  const auto issue = [&](int c, int st, int w_start, int w_end, int base_off) {
+    bf16* Ks = my_kv + st * STAGE;
+    bf16* Vs = Ks + kMmaDecodeKeys * LD;
+#pragma unroll
+    for (int i = lane; i < kMmaDecodeKeys * CHUNKS; i += 32) {
+      const int r = i / CHUNKS, col = (i % CHUNKS) * 8;
+      const int tok = w_start + c * kMmaDecodeKeys + r;
+      const bool valid = tok < w_end;
+      const int rel = valid ? tok - base_off : 0;
+      const int64_t off = valid ? ((static_cast<int64_t>(tbl[rel / bs]) * p.Hkv + kvh) * bs + rel % bs) * D + col : 0;
+      cp_async16(Ks + r * LD + col, p.k_cache + off, valid);
+      cp_async16(Vs + r * LD + col, p.v_cache + off, valid);
+    }
+  };
+  // Before waiting for the previous kernel: the first block-table window (written by the host) and
+  // this warp's first chunk when it does not reach the newest token — the previous kernel writes only q
+  // and the newest token's K/V row, cached rows are older. The loads are then in flight across the wait.
   for (int i = tid; i < min(kMmaDecodeWindow, end_block - first_block); i += 128) tbl[i] = table[first_block + i];
+  __syncthreads();
+  const int first_w_end = min(end, (first_block + kMmaDecodeWindow) * bs);
+  bool prefetched = start + warp * kMmaDecodeKeys < first_w_end && min(start + (warp + 1) * kMmaDecodeKeys, first_w_end) <= ctx - 1;
+  if (prefetched) issue(warp, 0, start, first_w_end, first_block * bs);
+  cp_async_commit();
   wait_for_previous_kernel();
 
   // The group's query rows → shared memory (rows past G are zero), then A fragments in every warp.
@@ -87,7 +110,6 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
 #pragma unroll
   for (int n = 0; n < D / 8; n++) oacc[n][0] = oacc[n][1] = oacc[n][2] = oacc[n][3] = 0.0f;
 
-  bf16* my_kv = kv + warp * 2 * STAGE;
   for (int wb = first_block; wb < end_block; wb += kMmaDecodeWindow) {
     const int nb = min(kMmaDecodeWindow, end_block - wb);
     if (wb != first_block) {
@@ -97,28 +119,12 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
     }
     const int w_start = max(start, wb * bs), w_end = min(end, (wb + nb) * bs), base_off = wb * bs;
     const int chunks = (w_end - w_start + kMmaDecodeKeys - 1) / kMmaDecodeKeys;
-
-    // Chunk c of the window → stage buffer `st` of this warp (tokens past w_end zero-filled).
-    const auto issue = [&](int c, int st) {
-      bf16* Ks = my_kv + st * STAGE;
-      bf16* Vs = Ks + kMmaDecodeKeys * LD;
-#pragma unroll
-      for (int i = lane; i < kMmaDecodeKeys * CHUNKS; i += 32) {
-        const int r = i / CHUNKS, col = (i % CHUNKS) * 8;
-        const int tok = w_start + c * kMmaDecodeKeys + r;
-        const bool valid = tok < w_end;
-        const int rel = valid ? tok - base_off : 0;
-        const int64_t off = valid ? ((static_cast<int64_t>(tbl[rel / bs]) * p.Hkv + kvh) * bs + rel % bs) * D + col : 0;
-        cp_async16(Ks + r * LD + col, p.k_cache + off, valid);
-        cp_async16(Vs + r * LD + col, p.v_cache + off, valid);
-      }
-    };
-
     int st = 0;
-    if (warp < chunks) issue(warp, 0);
+    if (warp < chunks && !prefetched) issue(warp, 0, w_start, w_end, base_off);
+    prefetched = false;
     cp_async_commit();
     for (int c = warp; c < chunks; c += kMmaDecodeWarps, st ^= 1) {
-      if (c + kMmaDecodeWarps < chunks) issue(c + kMmaDecodeWarps, st ^ 1);
+      if (c + kMmaDecodeWarps < chunks) issue(c + kMmaDecodeWarps, st ^ 1, w_start, w_end, base_off);
       cp_async_commit();  // possibly empty: keeps "all but the newest group" meaning the current chunk
       cp_async_wait<1>();
       __syncwarp();

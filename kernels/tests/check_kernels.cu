@@ -105,18 +105,34 @@ PagedSeqs make_cache(const std::vector<int>& ctx, int bs, int Hkv, int D) {
   return c;
 }
 
-// A kernel that lets the next one start at once, idles ~100 us, then writes dst = src.
-__global__ void slow_copy_kernel(const bf16* src, bf16* dst, int n) {
+// Rows a kernel writes late: row i of src (len elements) → dst + offsets[i] (offsets null: rows back to back).
+struct LateRows {
+  const bf16* src;
+  bf16* dst;
+  const int64_t* offsets;
+  int rows, len;
+};
+
+// A kernel that lets the next one start at once, idles ~100 us, then writes its rows.
+__global__ void slow_write_kernel(LateRows a, LateRows b, LateRows c) {
   allow_next_kernel_to_start();
   const long long start = clock64();
   while (clock64() - start < 200000) {
   }
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) dst[i] = src[i];
+  const LateRows all[3] = {a, b, c};
+  for (const LateRows& r : all)
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < r.rows * r.len; i += gridDim.x * blockDim.x)
+      r.dst[(r.offsets ? r.offsets[i / r.len] : static_cast<int64_t>(i / r.len) * r.len) + i % r.len] = r.src[i];
+}
+
+// dst = src, written ~100 us late by a kernel that lets the next one start at once.
+void slow_copy(const bf16* src, bf16* dst, int n) {
+  slow_write_kernel<<<4, 256>>>({src, dst, nullptr, 1, n}, {}, {});
 }
 
 // How a decode launch is checked: the engine's way (split-K merged by the main kernel's last CTAs,
-// launched to overlap the kernel that writes q — a kernel here that writes it ~100 us late, q poisoned
-// until then) or with the separate merge kernel, not overlapped.
+// launched to overlap the kernel that writes q and the newest token's K/V rows — here a kernel that
+// writes them ~100 us late, poisoned until then) or with the separate merge kernel, not overlapped.
 enum class DecodeStyle { kEngine, kSeparateMerge };
 
 // `launch`/`variant`: a kernel variant to check instead of the dispatching launcher (D 128). Each case
@@ -137,6 +153,22 @@ void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits
   Dev<int32_t> done(static_cast<size_t>(B) * Hq);
   PAGODA_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(int32_t)));
   dq_src.put(*reinterpret_cast<std::vector<bf16>*>(&q));
+  // The newest token's K/V row of every (sequence, KV head): where it lives in the cache, and its values.
+  std::vector<int64_t> newest;
+  std::vector<uint16_t> newest_k, newest_v;
+  for (int s = 0; s < B; s++)
+    for (int h = 0; h < Hkv; h++) {
+      const int t = ctx[s] - 1;
+      const int64_t off = ((static_cast<int64_t>(c.tables[static_cast<size_t>(s) * c.max_blocks + t / bs]) * Hkv + h) * bs + t % bs) * D;
+      newest.push_back(off);
+      newest_k.insert(newest_k.end(), c.k.begin() + off, c.k.begin() + off + D);
+      newest_v.insert(newest_v.end(), c.v.begin() + off, c.v.begin() + off + D);
+    }
+  Dev<int64_t> d_newest(newest.size());
+  Dev<bf16> d_newest_k(newest_k.size()), d_newest_v(newest_v.size());
+  d_newest.put(newest);
+  d_newest_k.put(*reinterpret_cast<std::vector<bf16>*>(&newest_k));
+  d_newest_v.put(*reinterpret_cast<std::vector<bf16>*>(&newest_v));
   dq.put(*reinterpret_cast<std::vector<bf16>*>(&q));
   dk.put(*reinterpret_cast<std::vector<bf16>*>(&c.k));
   dv.put(*reinterpret_cast<std::vector<bf16>*>(&c.v));
@@ -152,7 +184,13 @@ void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits
     pml.poison();
     if (engine) {
       dq.poison();
-      slow_copy_kernel<<<4, 256>>>(dq_src.p, dq.p, static_cast<int>(q.size()));
+      for (int64_t off : newest) {
+        PAGODA_CUDA_CHECK(cudaMemset(dk.p + off, 0xff, D * sizeof(bf16)));
+        PAGODA_CUDA_CHECK(cudaMemset(dv.p + off, 0xff, D * sizeof(bf16)));
+      }
+      const int rows = static_cast<int>(newest.size());
+      slow_write_kernel<<<4, 256>>>({dq_src.p, dq.p, nullptr, 1, static_cast<int>(q.size())}, {d_newest_k.p, dk.p, d_newest.p, rows, D},
+                                    {d_newest_v.p, dv.p, d_newest.p, rows, D});
     }
     if (launch) launch(p);
     else launch_decode_attention(p, D, nullptr);
@@ -429,7 +467,7 @@ void check_skinny_gemm_overlapped(int N, int K) {
   dsrc.put(*reinterpret_cast<std::vector<bf16>*>(&x));
   dx.poison();
   dy.poison();
-  slow_copy_kernel<<<4, 256>>>(dsrc.p, dx.p, K);
+  slow_copy(dsrc.p, dx.p, K);
   launch_skinny_gemm(dw.p, dx.p, dy.p, 1, N, K, nullptr, 0, /*overlap=*/true);
   PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
   auto got = dy.get();
