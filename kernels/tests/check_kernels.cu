@@ -158,8 +158,7 @@ void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits
   std::vector<uint16_t> newest_k, newest_v;
   for (int s = 0; s < B; s++)
     for (int h = 0; h < Hkv; h++) {
-      const int t = ctx[s] - 1;
-      const int64_t off = ((static_cast<int64_t>(c.tables[static_cast<size_t>(s) * c.max_blocks + t / bs]) * Hkv + h) * bs + t % bs) * D;
+      const int64_t off = reference::kv_row_offset(&c.tables[static_cast<size_t>(s) * c.max_blocks], ctx[s] - 1, h, Hkv, bs, D);
       newest.push_back(off);
       newest_k.insert(newest_k.end(), c.k.begin() + off, c.k.begin() + off + D);
       newest_v.insert(newest_v.end(), c.v.begin() + off, c.v.begin() + off + D);
