@@ -76,6 +76,19 @@ __device__ __forceinline__ float block_max(float x, float* scratch) {
   return warp_max(x);
 }
 
+// The GPU's global timer in nanoseconds (one clock for every SM) and the SM a thread runs on: for
+// kernel timelines (bench_kernels --timeline).
+__device__ __forceinline__ uint64_t global_timer_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ uint32_t sm_id() {
+  uint32_t s;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(s));
+  return s;
+}
+
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 // Programmatic dependent launch (Hopper). A kernel launched with launch_overlapping() may start while the

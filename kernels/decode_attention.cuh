@@ -38,7 +38,20 @@ struct DecodeAttentionParams {
   // Launched to overlap the kernel before it (programmatic dependent launch, common.cuh): the block-table
   // window is staged while that kernel finishes; q and K/V, which it writes, are read only after the wait.
   bool overlap_previous = false;
+  // Optional per-CTA timeline for bench_kernels --timeline: [CTAs of the grid][kDecodeMarks], the
+  // DecodeMark times in global-timer nanoseconds (kMarkSm: the SM). null: nothing recorded.
+  uint64_t* timeline = nullptr;
 };
+
+// The points of a CTA's life that the timeline records (thread 0's view); kMarkMerge stays 0 in CTAs that
+// do not merge the split-K partials.
+enum DecodeMark { kMarkStart, kMarkWaited, kMarkLoopDone, kMarkWritten, kMarkMerge, kMarkDone, kMarkSm, kDecodeMarks };
+
+__device__ __forceinline__ void decode_timeline_mark(const DecodeAttentionParams& p, DecodeMark mark) {
+  if (p.timeline == nullptr || threadIdx.x != 0) return;
+  const int64_t cta = (static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+  p.timeline[cta * kDecodeMarks + mark] = mark == kMarkSm ? sm_id() : global_timer_ns();
+}
 
 constexpr int kDecodeMaxSplits = 256;  // bounds the merge's shared memory (one weight per split)
 
@@ -140,6 +153,7 @@ __host__ __device__ constexpr int decode_default_unroll() {
 // softmax update — defaults by GC, other values for measuring the trade-offs (bench_kernels).
 template <int D, int GC, int UNROLL = decode_default_unroll<GC>(), int DPT = decode_dims_per_thread<GC>()>
 __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionParams p) {
+  decode_timeline_mark(p, kMarkStart);
   allow_next_kernel_to_start();  // the next GEMM may start loading its weights
   using namespace detail;
   static_assert(DPT == 8 || DPT == 16, "8 or 16 dims per thread");
@@ -168,6 +182,7 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
   // kernel's outputs (q, the new token's K/V).
   for (int i = threadIdx.x; i < min(kDecodeWindow, end_block - first_block); i += blockDim.x) tbl[i] = table[first_block + i];
   wait_for_previous_kernel();
+  decode_timeline_mark(p, kMarkWaited);
 
   float q[GC][DPT];
 #pragma unroll
@@ -270,6 +285,7 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
     }
   }
 
+  decode_timeline_mark(p, kMarkLoopDone);
   // Merge the token lanes of a warp (lanes that differ by multiples of TPT hold the same dims).
 #pragma unroll
   for (int o = TPT; o < 32; o <<= 1) {
@@ -325,9 +341,14 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
       }
     }
   }
+  decode_timeline_mark(p, kMarkWritten);
   if (p.splits > 1 && p.split_done != nullptr &&
-      arrive_last_split(p.split_done + static_cast<int64_t>(e) * gridDim.x + blockIdx.x, p.splits))
+      arrive_last_split(p.split_done + static_cast<int64_t>(e) * gridDim.x + blockIdx.x, p.splits)) {
+    decode_timeline_mark(p, kMarkMerge);
     merge_split_partials<D>(p, e, row, h0, GC, &state[0][0][0][0]);
+  }
+  decode_timeline_mark(p, kMarkDone);
+  decode_timeline_mark(p, kMarkSm);
 }
 
 // Grid: (E, Hq). Block: D. The separate merge pass (when p.split_done is null): one (entry, head) per CTA.

@@ -36,6 +36,7 @@ __host__ __device__ constexpr int decode_mma_smem_bytes() {
 // the G = Hq / Hkv query heads of its KV head, 1 <= G <= 16.
 template <int D>
 __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttentionParams p) {
+  decode_timeline_mark(p, kMarkStart);
   allow_next_kernel_to_start();  // the next GEMM may start loading its weights
   constexpr int LD = D + 8;       // padded row (bank spread for ldmatrix), as the prefill kernel
   constexpr int CHUNKS = D / 8;   // 16-byte pieces per row
@@ -90,6 +91,7 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
   if (prefetched) issue(warp, 0, start, first_w_end, first_block * bs);
   cp_async_commit();
   wait_for_previous_kernel();
+  decode_timeline_mark(p, kMarkWaited);
 
   // The group's query rows → shared memory (rows past G are zero), then A fragments in every warp.
   for (int i = tid; i < kMmaDecodeRows * CHUNKS; i += 128) {
@@ -186,6 +188,7 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
 
   // Row sums over the 4 threads of a row; then the warps' states into shared memory:
   // [warp][row][0] = m, [1] = l, [2 ..] = O (unnormalised).
+  decode_timeline_mark(p, kMarkLoopDone);
   quad_sum(l_a, l_b);
   __syncthreads();  // every warp is done with its K/V buffers
   float* state = reinterpret_cast<float*>(kv);
@@ -235,8 +238,13 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
   }
   // Fused split-K merge by the group's last CTA; its scratch is the K/V area again.
   static_assert(decode_mma_kv_elems<D>() * 2 >= kMmaDecodeRows * (kDecodeMaxSplits + 1) * 4, "merge scratch fits the K/V buffers");
-  if (p.splits > 1 && p.split_done != nullptr && arrive_last_split(p.split_done + static_cast<int64_t>(e) * gridDim.x + blockIdx.x, p.splits))
+  decode_timeline_mark(p, kMarkWritten);
+  if (p.splits > 1 && p.split_done != nullptr && arrive_last_split(p.split_done + static_cast<int64_t>(e) * gridDim.x + blockIdx.x, p.splits)) {
+    decode_timeline_mark(p, kMarkMerge);
     merge_split_partials<D>(p, e, row, h0, G, reinterpret_cast<float*>(kv));
+  }
+  decode_timeline_mark(p, kMarkDone);
+  decode_timeline_mark(p, kMarkSm);
 }
 
 // The kernel's shared memory is above the 48 KiB default: allowed once per device.

@@ -11,8 +11,10 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <map>
 #include <numeric>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -131,10 +133,62 @@ struct LaunchStyle {
 const LaunchStyle kEngineStyle{"", true, true};
 const LaunchStyle kStyles[] = {{"merge kernel", false, false}, {"merge kernel, PDL", false, true}, {"fused merge", true, false}, {"fused merge, PDL", true, true}};
 
+// Order statistics of a sample in microseconds: "min / median / max".
+std::string spread_us(std::vector<double> v) {
+  if (v.empty()) return "-";
+  std::sort(v.begin(), v.end());
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%6.2f / %6.2f / %6.2f", v.front() / 1e3, v[v.size() / 2] / 1e3, v.back() / 1e3);
+  return buf;
+}
+
+// Where one decode call's time goes, from the per-CTA marks of calls that ran back to back in a graph
+// (DecodeMark, global-timer ns). Times are measured from the end of the call before (its last CTA done).
+void print_decode_timeline(const std::vector<std::vector<uint64_t>>& calls, int ctas) {
+  const auto mark = [&](size_t c, int cta, int m) { return calls[c][static_cast<size_t>(cta) * kDecodeMarks + m]; };
+  std::set<uint64_t> stamps;  // the timer's step: the smallest gap between distinct stamps
+  for (int i = 0; i < ctas; i++) stamps.insert(mark(1, i, kMarkDone));
+  uint64_t step = UINT64_MAX;
+  for (auto it = std::next(stamps.begin()); it != stamps.end(); ++it) step = std::min(step, *it - *std::prev(it));
+  std::printf("  timeline (us after the previous call's last CTA; min / median / max over CTAs; timer step %llu ns)\n",
+              static_cast<unsigned long long>(step));
+  for (size_t c = 1; c < calls.size(); c++) {
+    uint64_t prev_end = 0, end = 0;
+    for (int i = 0; i < ctas; i++) {
+      prev_end = std::max(prev_end, mark(c - 1, i, kMarkDone));
+      end = std::max(end, mark(c, i, kMarkDone));
+    }
+    const auto since = [&](uint64_t t) { return static_cast<double>(t) - static_cast<double>(prev_end); };
+    std::vector<double> start, waited, loop, written, merge_at, merge_len;
+    std::map<uint32_t, int> per_sm;
+    double last_loop_start = 0, first_loop_end = 1e30;
+    for (int i = 0; i < ctas; i++) {
+      start.push_back(since(mark(c, i, kMarkStart)));
+      waited.push_back(since(mark(c, i, kMarkWaited)));
+      loop.push_back(static_cast<double>(mark(c, i, kMarkLoopDone) - mark(c, i, kMarkWaited)));
+      written.push_back(since(mark(c, i, kMarkWritten)));
+      last_loop_start = std::max(last_loop_start, waited.back());
+      first_loop_end = std::min(first_loop_end, since(mark(c, i, kMarkLoopDone)));
+      if (mark(c, i, kMarkMerge) != 0) {
+        merge_at.push_back(since(mark(c, i, kMarkMerge)));
+        merge_len.push_back(static_cast<double>(mark(c, i, kMarkDone) - mark(c, i, kMarkMerge)));
+      }
+      per_sm[static_cast<uint32_t>(mark(c, i, kMarkSm))]++;
+    }
+    int lo = ctas, hi = 0;
+    for (auto [sm, n] : per_sm) lo = std::min(lo, n), hi = std::max(hi, n);
+    std::printf("  call %zu: %.2f us | start %s | waited %s | loop %s | written %s | merge at %s, takes %s | all CTAs streaming %.2f us | CTAs per SM %d-%d on %zu SMs\n",
+                c, since(end) / 1e3, spread_us(start).c_str(), spread_us(waited).c_str(), spread_us(loop).c_str(), spread_us(written).c_str(),
+                spread_us(merge_at).c_str(), spread_us(merge_len).c_str(), std::max(0.0, first_loop_end - last_loop_start) / 1e3, lo, hi,
+                per_sm.size());
+  }
+}
+
 // Hq / Hkv: query and KV heads (16 / 8 as Qwen3-0.6B; 32 / 8 as Qwen3-8B, 16 / 4 its share at TP=2).
-// forced_splits 0: the engine's split heuristic. variant: null for the dispatching launcher.
+// forced_splits 0: the engine's split heuristic. variant: null for the dispatching launcher. timeline: also
+// print where the time of a call goes (print_decode_timeline), from calls run back to back in a graph.
 void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, int Hkv = 8, const DecodeVariant* variant = nullptr,
-                  const LaunchStyle& style = kEngineStyle) {
+                  const LaunchStyle& style = kEngineStyle, bool timeline = false) {
   const int D = 128, sets = 3;
   const int blocks_per_seq = ceil_div(ctx, bs);
   const size_t blocks = static_cast<size_t>(B) * blocks_per_seq;
@@ -166,15 +220,16 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, in
   const int gc = variant ? (variant->heads_per_cta > 0 ? variant->heads_per_cta : Hq / Hkv) : decode_heads_per_cta(Hq / Hkv);
   const int resident = variant && variant->resident_ctas ? variant->resident_ctas(D) : decode_resident_ctas(D, Hq / Hkv);
   const int splits = forced_splits > 0 ? forced_splits : decode_splits(B, Hq, gc, ctx, num_sms(), resident, 64);
-  const auto call = [&](int i, cudaStream_t s) {
+  const auto marked_call = [&](int i, cudaStream_t s, uint64_t* marks) {
     DecodeAttentionParams p{q[i % sets], k[i % sets], v[i % sets], dt, dc, nullptr, nullptr, out, pacc, pml, B, Hq, Hkv, bs,
-                            blocks_per_seq, splits, Hq * D, Hq * D, 0.088f, style.fused_merge ? done : nullptr, style.overlap};
+                            blocks_per_seq, splits, Hq * D, Hq * D, 0.088f, style.fused_merge ? done : nullptr, style.overlap, marks};
     if (variant) {
       variant->launch(p, dim3(Hq / gc, B, splits), s);
     } else {
       launch_decode_attention(p, D, s);
     }
   };
+  const auto call = [&](int i, cudaStream_t s) { marked_call(i, s, nullptr); };
   const float ms = median_ms([&](int i) { call(i, nullptr); });
   const float in_graph = graph_ms(call);
   const double bytes = 2.0 * kv * 2 + 2.0 * B * Hq * D * 2;
@@ -183,6 +238,19 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, in
   std::printf("decode attention  B=%-4d ctx=%-6d bs=%-3d splits=%-3d heads %2d/%d per CTA %d %-30s %9.1f us  %5.2f TB/s | in graph %7.1f us  %5.2f TB/s\n",
               B, ctx, bs, splits, Hq, Hkv, gc, name.c_str(), ms * 1e3, bytes / (ms * 1e-3) / 1e12, in_graph * 1e3,
               bytes / (in_graph * 1e-3) / 1e12);
+  if (timeline) {
+    // Every CTA of the grid the launcher picks: (Hq / heads per CTA, B, splits) for both kernels.
+    const int ctas = Hq / gc * B * splits, reps = 4;
+    const size_t words = static_cast<size_t>(ctas) * kDecodeMarks;
+    uint64_t* marks;
+    PAGODA_CUDA_CHECK(cudaMalloc(&marks, reps * words * 8));
+    PAGODA_CUDA_CHECK(cudaMemset(marks, 0, reps * words * 8));
+    graph_ms([&](int i, cudaStream_t s) { marked_call(i, s, marks + (i % reps) * words); }, reps, 3);
+    std::vector<std::vector<uint64_t>> calls(reps, std::vector<uint64_t>(words));
+    for (int c = 0; c < reps; c++) cudaMemcpy(calls[c].data(), marks + c * words, words * 8, cudaMemcpyDeviceToHost);
+    print_decode_timeline(calls, ctas);
+    cudaFree(marks);
+  }
   for (int s = 0; s < sets; s++) {
     cudaFree(k[s]);
     cudaFree(v[s]);
@@ -386,6 +454,16 @@ int main(int argc, char** argv) {
         bench_decode(1, ctx, 16, 0, 16, 8, nullptr, st);
         bench_decode(1, ctx, 16, 0, 16, 8, &kTensorCores, st);
       }
+    return 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--timeline") {
+    // Where a call's time goes beyond streaming K/V (per-CTA marks): 1 x 32k and 1 x 4k, 16 / 8 heads,
+    // both kernels, the engine's launch (fused merge, overlapped) and the merge kernel without overlap.
+    for (int ctx : {32768, 4096}) {
+      bench_decode(1, ctx, 16, 0, 16, 8, nullptr, kEngineStyle, true);
+      bench_decode(1, ctx, 16, 0, 16, 8, &kTensorCores, kEngineStyle, true);
+    }
+    bench_decode(1, 32768, 16, 0, 16, 8, nullptr, kStyles[2], true);  // fused merge, no overlap
     return 0;
   }
   if (argc > 1 && std::string(argv[1]) == "--long-context") {
