@@ -32,8 +32,9 @@ struct DecodeAttentionParams {
   float* partial_ml;            // [E, Hq, splits, 2] (splits > 1): running max (log2 domain) and sum
   int E, Hq, Hkv, block_size, max_blocks, splits, q_stride, out_stride;
   float scale;
-  // [E, CTAs per entry and split] arrival counters of the fused split-K merge, zero before the first
-  // launch (the last CTA of each group sets its counter back to 0). null: a separate merge kernel.
+  // [E, CTA groups (Hq / query heads per CTA)] arrival counters of the fused split-K merge
+  // (decode_split_counters() ints for up to E entries), zero before the first launch; the last CTA of
+  // each group re-arms its counter. null: a separate merge kernel.
   int32_t* split_done = nullptr;
   // Launched to overlap the kernel before it (programmatic dependent launch, common.cuh): the block-table
   // window is staged while that kernel finishes; q and K/V, which it writes, are read only after the wait.
@@ -51,9 +52,10 @@ __device__ __forceinline__ void decode_timeline_mark(const DecodeAttentionParams
   if (p.timeline == nullptr || threadIdx.x != 0) return;
   const int64_t cta = (static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
   p.timeline[cta * kDecodeMarks + mark] = mark == kMarkSm ? sm_id() : global_timer_ns();
+  if (mark == kMarkStart) p.timeline[cta * kDecodeMarks + kMarkMerge] = 0;  // set again only by a merging CTA
 }
 
-constexpr int kDecodeMaxSplits = 256;  // bounds the merge's shared memory (one weight per split)
+constexpr int kDecodeMaxSplits = 256;  // the most splits of one launch
 
 namespace detail {
 
@@ -74,16 +76,44 @@ __device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[N],
 }  // namespace detail
 
 // Split-K merge of query heads [h0, h0 + heads) of decode entry e into out: each split's output rescaled
-// to the common max and weighted by its sum. Every thread of the CTA calls (blockDim.x a multiple of 32).
-// scratch: shared memory for heads * (splits + 1) floats. Partials are read through L2 (ld.global.cg):
-// in the fused merge other CTAs of the running kernel wrote them, and this SM's L1 is not coherent.
+// to the common max and weighted by its sum. Every thread of the CTA calls (blockDim.x a multiple of 32;
+// `scratch`: decode_merge_scratch_floats() of shared memory). A thread owns 4 dims of one head and a
+// slice of its splits, so every thread loads (2 heads of 128 dims: 2 slices of the splits on 128 threads).
+// The loads are what it waits for: the first batch of its splits' outputs is issued before anything else
+// and is in flight while the splits' (max, sum) pairs become weights in shared memory; later batches
+// follow, one L2 round trip per kMergeBatch splits of a slice. Partials are read through L2
+// (ld.global.cg): in the fused merge other CTAs of the running kernel wrote them, and this SM's L1 is not
+// coherent.
+constexpr int kMergeBatch = 16;
+
 template <int D>
 __device__ void merge_split_partials(const DecodeAttentionParams& p, int e, int row, int h0, int heads, float* scratch) {
+  constexpr int Q4 = D / 4;  // threads per head row, 4 dims each
   const int S = p.splits, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthreads = blockDim.x;
-  float* weight = scratch;                // [heads][S]: the splits' maxima, then their weights
-  float* head_max = scratch + heads * S;  // [heads]
+  const int items = heads * Q4;                                 // (head, dim quad) pairs
+  const int slices = items >= nthreads ? 1 : nthreads / items;  // threads per pair, each a share of the splits
+  float* weight = scratch;                                      // [heads][S]: the splits' maxima, then weights
+  float* sums = scratch + heads * S;                            // [heads][S]
+  float* head_max = sums + heads * S;                           // [heads]
   const int64_t base = (static_cast<int64_t>(e) * p.Hq + h0) * S;  // slot of (e, h0, split 0); head h0 + i at + i * S
-  for (int i = tid; i < heads * S; i += nthreads) weight[i] = __ldcg(p.partial_ml + (base + i) * 2);
+  const int item0 = tid % items, slice = tid / items;              // slice >= slices: no pair (idle)
+  const int s_begin = slice * S / slices, s_end = (slice + 1) * S / slices;
+
+  float4 a[kMergeBatch];  // outputs of splits [s0, s0 + kMergeBatch) of one pair; 0 past s1
+  const auto load_batch = [&](int item, int s0, int s1) {
+    const float* acc = p.partial_acc + (base + static_cast<int64_t>(item / Q4) * S) * D + (item % Q4) * 4;
+#pragma unroll
+    for (int j = 0; j < kMergeBatch; j++)
+      a[j] = s0 + j < s1 ? __ldcg(reinterpret_cast<const float4*>(acc + static_cast<int64_t>(s0 + j) * D))
+                         : make_float4(0.0f, 0.0f, 0.0f, 0.0f);  // an empty split's acc is written as 0
+  };
+  if (slice < slices) load_batch(item0, s_begin, s_end);
+
+  for (int i = tid; i < heads * S; i += nthreads) {
+    const float2 ms = __ldcg(reinterpret_cast<const float2*>(p.partial_ml) + base + i);
+    weight[i] = ms.x;
+    sums[i] = ms.y;
+  }
   __syncthreads();
   for (int h = warp; h < heads; h += nthreads / 32) {
     float mx = -INFINITY;
@@ -94,31 +124,78 @@ __device__ void merge_split_partials(const DecodeAttentionParams& p, int e, int 
   __syncthreads();
   for (int i = tid; i < heads * S; i += nthreads) {
     const float ms = weight[i];
-    weight[i] = ms == -INFINITY ? 0.0f : __ldcg(p.partial_ml + (base + i) * 2 + 1) * exp2f(ms - head_max[i / S]);  // empty split: 0
+    weight[i] = ms == -INFINITY ? 0.0f : sums[i] * exp2f(ms - head_max[i / S]);  // empty split: 0
   }
   __syncthreads();
-  constexpr int Q4 = D / 4;  // 4 dims per thread: one 16-byte load per split
-  for (int i = tid; i < heads * Q4; i += nthreads) {
-    const int h = i / Q4, d = (i % Q4) * 4;
-    const float* w = weight + h * S;
-    const float4* acc = reinterpret_cast<const float4*>(p.partial_acc + (base + static_cast<int64_t>(h) * S) * D + d);
-    float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    float den = 0.0f;
-#pragma unroll 16
-    for (int s = 0; s < S; s++) {
-      const float4 a = __ldcg(acc + static_cast<int64_t>(s) * Q4);  // an empty split's acc is written as 0
-      num.x += w[s] * a.x;
-      num.y += w[s] * a.y;
-      num.z += w[s] * a.z;
-      num.w += w[s] * a.w;
-      den += w[s];
+
+  // Weighted sum of one pair's splits [s0, s1), the first batch already loaded when `loaded`.
+  float4 num;
+  float den;
+  const auto accumulate = [&](int item, int s0, int s1, bool loaded) {
+    num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    den = 0.0f;
+    const float* w = weight + (item / Q4) * S;
+    for (int sb = s0; sb < s1; sb += kMergeBatch) {
+      if (sb != s0 || !loaded) load_batch(item, sb, s1);
+#pragma unroll
+      for (int j = 0; j < kMergeBatch; j++) {
+        const float wj = sb + j < s1 ? w[sb + j] : 0.0f;
+        num.x += wj * a[j].x;
+        num.y += wj * a[j].y;
+        num.z += wj * a[j].z;
+        num.w += wj * a[j].w;
+        den += wj;
+      }
     }
+  };
+  const auto store = [&](int item) {
     const float inv = den > 0.0f ? 1.0f / den : 0.0f;
-    __nv_bfloat162* o = reinterpret_cast<__nv_bfloat162*>(p.out + static_cast<int64_t>(row) * p.out_stride + (h0 + h) * D + d);
+    __nv_bfloat162* o = reinterpret_cast<__nv_bfloat162*>(p.out + static_cast<int64_t>(row) * p.out_stride + h0 * D + item * 4);
     o[0] = __floats2bfloat162_rn(num.x * inv, num.y * inv);
     o[1] = __floats2bfloat162_rn(num.z * inv, num.w * inv);
+  };
+  if (slices == 1) {  // every pair whole in one thread (more pairs than threads: several each)
+    if (slice == 0)
+      for (int item = item0; item < items; item += nthreads) {
+        accumulate(item, 0, S, item == item0);
+        store(item);
+      }
+    return;
+  }
+  if (slice < slices) accumulate(item0, s_begin, s_end, true);
+  __syncthreads();  // every thread is done with the weights: the slices' sums go where they were
+  float* mine = scratch + tid * 5;  // [slice][pair][num 4, den]
+  if (slice < slices) {
+    mine[0] = num.x;
+    mine[1] = num.y;
+    mine[2] = num.z;
+    mine[3] = num.w;
+    mine[4] = den;
+  }
+  __syncthreads();
+  if (tid < items) {
+    num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    den = 0.0f;
+    for (int sl = 0; sl < slices; sl++) {
+      const float* t = scratch + (sl * items + tid) * 5;
+      num.x += t[0];
+      num.y += t[1];
+      num.z += t[2];
+      num.w += t[3];
+      den += t[4];
+    }
+    store(tid);
   }
 }
+
+// Shared memory (floats) merge_split_partials needs for `heads` heads with `threads` threads.
+__host__ __device__ constexpr int decode_merge_scratch_floats(int heads, int threads) {
+  return 2 * heads * kDecodeMaxSplits + heads > 5 * threads ? 2 * heads * kDecodeMaxSplits + heads : 5 * threads;
+}
+
+// Ints of the fused split-K merge's arrival counters for up to `max_entries` decode entries: one per
+// (entry, CTA group), at most one CTA group per query head.
+inline size_t decode_split_counters(int max_entries, int q_heads) { return static_cast<size_t>(max_entries) * q_heads; }
 
 // Fused split-K merge: a CTA whose partials are written counts itself in at `counter`; the last of the
 // `splits` CTAs of its (entry, head group) gets true, sees every partial, merges them and so saves the
@@ -130,12 +207,17 @@ __device__ __forceinline__ bool arrive_last_split(int32_t* counter, int splits) 
   if (threadIdx.x == 0) {
     last = atomicAdd(counter, 1) == splits - 1;
     if (last) {
-      *counter = 0;      // every CTA of the group has arrived: nothing else touches it in this launch
-      __threadfence();   // the others' partials, fenced before their arrival, are visible from here on
+      *counter = 0;     // every CTA of the group has arrived: nothing else touches it in this launch
+      __threadfence();  // the others' partials, fenced before their arrival, are visible from here on
     }
   }
   __syncthreads();
   return last;
+}
+
+// The arrival counter of (entry e, CTA group g) in a grid of `groups` CTA groups per entry.
+__device__ __forceinline__ int32_t* decode_group_counter(const DecodeAttentionParams& p, int e, int g, int groups) {
+  return p.split_done + static_cast<int64_t>(e) * groups + g;
 }
 
 template <int GC>
@@ -149,10 +231,20 @@ __host__ __device__ constexpr int decode_default_unroll() {
   return decode_dims_per_thread<GC>() == 16 ? 2 : 4;
 }
 
+/** Light instances (GC x DPT <= 32 and GC x DPT x UNROLL <= 64: a group of 1 or 2 heads) are compiled for
+ *  4 CTAs per SM (at most 128 registers a thread; 5 CTAs and 96 registers for one head): what they reach
+ *  without the prefetch across the wait, which would otherwise take registers and so a CTA per SM. */
+template <int GC, int UNROLL, int DPT>
+__host__ __device__ constexpr bool decode_light() {
+  return GC * DPT <= 32 && GC * DPT * UNROLL <= 64;
+}
+
 // Grid: (Hq / GC, E, splits). Block: 128. DPT: dims per thread (8 or 16); UNROLL: token groups per
 // softmax update — defaults by GC, other values for measuring the trade-offs (bench_kernels).
+// Split-K: CTA `split` reads tokens [split * chunk, (split + 1) * chunk) of its sequence, its block-table
+// entries staged in shared memory a window at a time.
 template <int D, int GC, int UNROLL = decode_default_unroll<GC>(), int DPT = decode_dims_per_thread<GC>()>
-__global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionParams p) {
+__global__ void __launch_bounds__(128, decode_light<GC, UNROLL, DPT>() ? (GC == 1 ? 5 : 4) : 0) decode_attention_kernel(DecodeAttentionParams p) {
   decode_timeline_mark(p, kMarkStart);
   allow_next_kernel_to_start();  // the next GEMM may start loading its weights
   using namespace detail;
@@ -171,16 +263,43 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
   const int seq = p.entry_seq ? p.entry_seq[e] : e;
   const int row = p.entry_row ? p.entry_row[e] : e;
   const int ctx = p.context_lens[seq];
-  const int chunk = (ctx + p.splits - 1) / p.splits;
-  const int start = split * chunk, end = min(ctx, start + chunk);
   const int32_t* table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks;
   const int bs = p.block_size;
   constexpr float LOG2E = 1.4426950408889634f;
+
+  // Token group u of this lane: the K/V row at `slot` of cache block `block` → registers (zeros when !ok).
+  uint4 kr[UNROLL][VEC], vr[UNROLL][VEC];
+  bool valid[UNROLL];
+  const auto load_row = [&](int u, bool ok, int block, int slot) {
+    valid[u] = ok;
+    const int64_t off = ((static_cast<int64_t>(block) * p.Hkv + kvh) * bs + slot) * D + dim0;
+#pragma unroll
+    for (int v = 0; v < VEC; v++) {
+      kr[u][v] = ok ? *reinterpret_cast<const uint4*>(p.k_cache + off + 8 * v) : make_uint4(0, 0, 0, 0);
+      vr[u][v] = ok ? *reinterpret_cast<const uint4*>(p.v_cache + off + 8 * v) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  // The CTA's tokens [start, end); token group `base` of a block-table window staged in `tbl`.
+  const int chunk = (ctx + p.splits - 1) / p.splits;
+  const int start = split * chunk, end = min(ctx, start + chunk);
   const int first_block = start / bs;
   const int end_block = end > start ? (end - 1) / bs + 1 : first_block;
-  // The first block-table window (inputs from the host: safe before the wait), then the previous
-  // kernel's outputs (q, the new token's K/V).
+  const auto load_group = [&](int base, int w_end, int base_off) {
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) {
+      const int tok = base + u * TOK_PER_ITER + warp * TOK_PER_WARP + lane_tok;
+      const int rel = tok < w_end ? tok - base_off : 0;
+      load_row(u, tok < w_end, tbl[rel / bs], rel % bs);
+    }
+  };
+  // Before waiting for the previous kernel: block-table entries (written by the host), and the first
+  // K/V rows when they are older than the newest token — the previous kernel writes only q and the
+  // newest token's K/V row. Those loads are then in flight across the wait.
   for (int i = threadIdx.x; i < min(kDecodeWindow, end_block - first_block); i += blockDim.x) tbl[i] = table[first_block + i];
+  __syncthreads();
+  const int first_w_end = min(end, (first_block + kDecodeWindow) * bs);
+  bool prefetched = start < end && min(start + TOK_PER_GROUP, first_w_end) <= ctx - 1;
+  if (prefetched) load_group(start, first_w_end, first_block * bs);
   wait_for_previous_kernel();
   decode_timeline_mark(p, kMarkWaited);
 
@@ -204,84 +323,71 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
     for (int i = 0; i < DPT; i++) acc[g][i] = 0.0f;
   }
 
+  // The loaded token groups into the online softmax: scores for every head, one max and rescale for the
+  // UNROLL groups, then the weighted V rows.
+  const auto accumulate = [&]() {
+    float s[UNROLL][GC];
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) {
+#pragma unroll
+      for (int g = 0; g < GC; g++) s[u][g] = 0.0f;
+#pragma unroll
+      for (int v = 0; v < VEC; v++) {
+        float k[8];
+        unpack8(*reinterpret_cast<const Bf16x8*>(&kr[u][v]), k);
+#pragma unroll
+        for (int g = 0; g < GC; g++)
+#pragma unroll
+          for (int i = 0; i < 8; i++) s[u][g] = fmaf(q[g][8 * v + i], k[i], s[u][g]);
+      }
+#pragma unroll
+      for (int g = 0; g < GC; g++) {
+#pragma unroll
+        for (int o = TPT / 2; o > 0; o >>= 1) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], o);
+        if (!valid[u]) s[u][g] = -INFINITY;
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < GC; g++) {
+      float mx = m[g];
+#pragma unroll
+      for (int u = 0; u < UNROLL; u++) mx = fmaxf(mx, s[u][g]);
+      if (mx == -INFINITY) continue;  // nothing valid yet in this lane's tokens
+      const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
+      l[g] *= corr;
+#pragma unroll
+      for (int i = 0; i < DPT; i++) acc[g][i] *= corr;
+      m[g] = mx;
+    }
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) {
+#pragma unroll
+      for (int v = 0; v < VEC; v++) {
+        float val[8];
+        unpack8(*reinterpret_cast<const Bf16x8*>(&vr[u][v]), val);
+#pragma unroll
+        for (int g = 0; g < GC; g++) {
+          const float w = s[u][g] == -INFINITY ? 0.0f : exp2f(s[u][g] - m[g]);
+          if (v == 0) l[g] += w;
+#pragma unroll
+          for (int i = 0; i < 8; i++) acc[g][8 * v + i] = fmaf(w, val[i], acc[g][8 * v + i]);
+        }
+      }
+    }
+  };
+
   for (int wb = first_block; wb < end_block; wb += kDecodeWindow) {
     const int nb = min(kDecodeWindow, end_block - wb);
     if (wb != first_block) {
       __syncthreads();  // every warp is done with the previous window
       for (int i = threadIdx.x; i < nb; i += blockDim.x) tbl[i] = table[wb + i];
+      __syncthreads();
     }
-    __syncthreads();
     const int w_start = max(start, wb * bs), w_end = min(end, (wb + nb) * bs), base_off = wb * bs;
     for (int base = w_start; base < w_end; base += TOK_PER_GROUP) {
-      uint4 kr[UNROLL][VEC], vr[UNROLL][VEC];
-      bool valid[UNROLL];
-#pragma unroll
-      for (int u = 0; u < UNROLL; u++) {
-        const int tok = base + u * TOK_PER_ITER + warp * TOK_PER_WARP + lane_tok;
-        valid[u] = tok < w_end;
-        const int rel = valid[u] ? tok - base_off : 0;
-        const int64_t off = ((static_cast<int64_t>(tbl[rel / bs]) * p.Hkv + kvh) * bs + rel % bs) * D + dim0;
-#pragma unroll
-        for (int v = 0; v < VEC; v++) {
-          if (valid[u]) {
-            kr[u][v] = *reinterpret_cast<const uint4*>(p.k_cache + off + 8 * v);
-            vr[u][v] = *reinterpret_cast<const uint4*>(p.v_cache + off + 8 * v);
-          } else {
-            kr[u][v] = make_uint4(0, 0, 0, 0);
-            vr[u][v] = make_uint4(0, 0, 0, 0);
-          }
-        }
-      }
-      // scores of the group's tokens for every head
-      float s[UNROLL][GC];
-#pragma unroll
-      for (int u = 0; u < UNROLL; u++) {
-#pragma unroll
-        for (int g = 0; g < GC; g++) s[u][g] = 0.0f;
-#pragma unroll
-        for (int v = 0; v < VEC; v++) {
-          float k[8];
-          unpack8(*reinterpret_cast<const Bf16x8*>(&kr[u][v]), k);
-#pragma unroll
-          for (int g = 0; g < GC; g++)
-#pragma unroll
-            for (int i = 0; i < 8; i++) s[u][g] = fmaf(q[g][8 * v + i], k[i], s[u][g]);
-        }
-#pragma unroll
-        for (int g = 0; g < GC; g++) {
-#pragma unroll
-          for (int o = TPT / 2; o > 0; o >>= 1) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], o);
-          if (!valid[u]) s[u][g] = -INFINITY;
-        }
-      }
-      // one softmax update for the group
-#pragma unroll
-      for (int g = 0; g < GC; g++) {
-        float mx = m[g];
-#pragma unroll
-        for (int u = 0; u < UNROLL; u++) mx = fmaxf(mx, s[u][g]);
-        if (mx == -INFINITY) continue;  // nothing valid yet in this lane's tokens
-        const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
-        l[g] *= corr;
-#pragma unroll
-        for (int i = 0; i < DPT; i++) acc[g][i] *= corr;
-        m[g] = mx;
-      }
-#pragma unroll
-      for (int u = 0; u < UNROLL; u++) {
-#pragma unroll
-        for (int v = 0; v < VEC; v++) {
-          float val[8];
-          unpack8(*reinterpret_cast<const Bf16x8*>(&vr[u][v]), val);
-#pragma unroll
-          for (int g = 0; g < GC; g++) {
-            const float w = s[u][g] == -INFINITY ? 0.0f : exp2f(s[u][g] - m[g]);
-            if (v == 0) l[g] += w;
-#pragma unroll
-            for (int i = 0; i < 8; i++) acc[g][8 * v + i] = fmaf(w, val[i], acc[g][8 * v + i]);
-          }
-        }
-      }
+      if (!prefetched) load_group(base, w_end, base_off);
+      prefetched = false;
+      accumulate();
     }
   }
 
@@ -298,8 +404,9 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
     }
   }
   // Then the warps, through shared memory: [warp][g][TPT lanes][2 + DPT]; afterwards the fused merge's scratch.
-  __shared__ float state[kDecodeWarps][GC][TPT][2 + DPT];
-  static_assert(kDecodeWarps * TPT * (2 + DPT) >= kDecodeMaxSplits + 1, "the merge scratch fits the warps' state");
+  constexpr int STATE = kDecodeWarps * GC * TPT * (2 + DPT), MERGE = decode_merge_scratch_floats(GC, kDecodeWarps * 32);
+  __shared__ float smem[STATE > MERGE ? STATE : MERGE];
+  const auto state = reinterpret_cast<float (*)[GC][TPT][2 + DPT]>(smem);
   if (lane < TPT) {
 #pragma unroll
     for (int g = 0; g < GC; g++) {
@@ -343,9 +450,9 @@ __global__ void __launch_bounds__(128) decode_attention_kernel(DecodeAttentionPa
   }
   decode_timeline_mark(p, kMarkWritten);
   if (p.splits > 1 && p.split_done != nullptr &&
-      arrive_last_split(p.split_done + static_cast<int64_t>(e) * gridDim.x + blockIdx.x, p.splits)) {
+      arrive_last_split(decode_group_counter(p, e, blockIdx.x, gridDim.x), p.splits)) {
     decode_timeline_mark(p, kMarkMerge);
-    merge_split_partials<D>(p, e, row, h0, GC, &state[0][0][0][0]);
+    merge_split_partials<D>(p, e, row, h0, GC, smem);
   }
   decode_timeline_mark(p, kMarkDone);
   decode_timeline_mark(p, kMarkSm);
@@ -356,7 +463,7 @@ template <int D>
 __global__ void decode_attention_reduce_kernel(DecodeAttentionParams p) {
   allow_next_kernel_to_start();  // the next GEMM may start loading its weights
   wait_for_previous_kernel();    // the main kernel's partials are complete only now
-  __shared__ float scratch[kDecodeMaxSplits + 1];
+  __shared__ float scratch[decode_merge_scratch_floats(1, D)];
   const int e = blockIdx.x;
   merge_split_partials<D>(p, e, p.entry_row ? p.entry_row[e] : e, blockIdx.y, 1, scratch);
 }

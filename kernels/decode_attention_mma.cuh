@@ -237,9 +237,9 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
     }
   }
   // Fused split-K merge by the group's last CTA; its scratch is the K/V area again.
-  static_assert(decode_mma_kv_elems<D>() * 2 >= kMmaDecodeRows * (kDecodeMaxSplits + 1) * 4, "merge scratch fits the K/V buffers");
+  static_assert(decode_mma_kv_elems<D>() * 2 >= decode_merge_scratch_floats(kMmaDecodeRows, 128) * 4, "merge scratch fits the K/V buffers");
   decode_timeline_mark(p, kMarkWritten);
-  if (p.splits > 1 && p.split_done != nullptr && arrive_last_split(p.split_done + static_cast<int64_t>(e) * gridDim.x + blockIdx.x, p.splits)) {
+  if (p.splits > 1 && p.split_done != nullptr && arrive_last_split(decode_group_counter(p, e, blockIdx.x, gridDim.x), p.splits)) {
     decode_timeline_mark(p, kMarkMerge);
     merge_split_partials<D>(p, e, row, h0, G, reinterpret_cast<float*>(kv));
   }

@@ -150,7 +150,7 @@ void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits
   Dev<int32_t> dt(c.tables.size()), dc(B);
   Dev<float> pacc(static_cast<size_t>(B) * Hq * splits * D), pml(static_cast<size_t>(B) * Hq * splits * 2);
   Dev<bf16> dq_src(q.size());
-  Dev<int32_t> done(static_cast<size_t>(B) * Hq);
+  Dev<int32_t> done(decode_split_counters(B, Hq));
   PAGODA_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(int32_t)));
   dq_src.put(*reinterpret_cast<std::vector<bf16>*>(&q));
   // The newest token's K/V row of every (sequence, KV head): where it lives in the cache, and its values.
@@ -748,8 +748,12 @@ int main() {
   check_decode(4, 5000, 64, 8, 128, 64, 8, true, {}, "", DecodeStyle::kSeparateMerge);
   check_decode(1, 32768, 32, 8, 128, 16, 32, false, mma(128), " mma", DecodeStyle::kSeparateMerge);
   check_decode(3, 17, 16, 1, 64, 7, 2, true, mma(64), " mma", DecodeStyle::kSeparateMerge);
-  // the most splits the merge takes, and splits longer than the context (empty ranges)
+  // the most splits the merge takes (with one head per CTA: the merge's largest share of splits per
+  // thread), and splits longer than the context (empty ranges)
   check_decode(1, 40000, 16, 8, 128, 16, kDecodeMaxSplits, false);
+  check_decode(2, 30000, 8, 8, 64, 16, kDecodeMaxSplits, false);
+  check_decode(5, 100, 16, 8, 128, 16, 200, true);
+  check_decode(7, 300, 8, 8, 64, 7, 64, true);  // head_dim 64, odd block size
   check_decode(5, 100, 32, 8, 128, 16, 200, true, mma(128), " mma");
   // every kernel variant measured for GQA group 4 (bench_kernels), split and unsplit
   for (int splits : {1, 3}) {

@@ -260,7 +260,7 @@ void CudaRank::size_workspace() {
   partial_acc_ = DeviceArray<float>(kPartialBytes / 4);
   partial_ml_ = DeviceArray<float>(kPartialBytes / 4 / cfg_.head_dim * 2);
   if (env_choice("PAGODA_DECODE_MERGE", {"fused", "kernel"}) == "fused") {
-    split_done_ = DeviceArray<int32_t>(static_cast<int64_t>(max_seqs_) * cfg_.num_heads);  // entries x CTA groups, at most
+    split_done_ = DeviceArray<int32_t>(static_cast<int64_t>(kernels::decode_split_counters(max_seqs_, cfg_.num_heads)));
     check(cudaMemset(split_done_.get(), 0, split_done_.bytes()), "cudaMemset(split counters)");
   }
   // Forward inputs at fixed offsets.
