@@ -267,29 +267,26 @@ __global__ void __launch_bounds__(128, decode_light<GC, UNROLL, DPT>() ? (GC == 
   const int bs = p.block_size;
   constexpr float LOG2E = 1.4426950408889634f;
 
-  // Token group u of this lane: the K/V row at `slot` of cache block `block` → registers (zeros when !ok).
-  uint4 kr[UNROLL][VEC], vr[UNROLL][VEC];
-  bool valid[UNROLL];
-  const auto load_row = [&](int u, bool ok, int block, int slot) {
-    valid[u] = ok;
-    const int64_t off = ((static_cast<int64_t>(block) * p.Hkv + kvh) * bs + slot) * D + dim0;
-#pragma unroll
-    for (int v = 0; v < VEC; v++) {
-      kr[u][v] = ok ? *reinterpret_cast<const uint4*>(p.k_cache + off + 8 * v) : make_uint4(0, 0, 0, 0);
-      vr[u][v] = ok ? *reinterpret_cast<const uint4*>(p.v_cache + off + 8 * v) : make_uint4(0, 0, 0, 0);
-    }
-  };
-  // The CTA's tokens [start, end); token group `base` of a block-table window staged in `tbl`.
   const int chunk = (ctx + p.splits - 1) / p.splits;
   const int start = split * chunk, end = min(ctx, start + chunk);
   const int first_block = start / bs;
   const int end_block = end > start ? (end - 1) / bs + 1 : first_block;
+  // This lane's K/V rows of the token group at `base` of a block-table window staged in `tbl` (first
+  // token of the window: base_off) → registers; tokens at or past w_end: zeros, marked invalid.
+  uint4 kr[UNROLL][VEC], vr[UNROLL][VEC];
+  bool valid[UNROLL];
   const auto load_group = [&](int base, int w_end, int base_off) {
 #pragma unroll
     for (int u = 0; u < UNROLL; u++) {
       const int tok = base + u * TOK_PER_ITER + warp * TOK_PER_WARP + lane_tok;
-      const int rel = tok < w_end ? tok - base_off : 0;
-      load_row(u, tok < w_end, tbl[rel / bs], rel % bs);
+      valid[u] = tok < w_end;
+      const int rel = valid[u] ? tok - base_off : 0;
+      const int64_t off = ((static_cast<int64_t>(tbl[rel / bs]) * p.Hkv + kvh) * bs + rel % bs) * D + dim0;
+#pragma unroll
+      for (int v = 0; v < VEC; v++) {
+        kr[u][v] = valid[u] ? *reinterpret_cast<const uint4*>(p.k_cache + off + 8 * v) : make_uint4(0, 0, 0, 0);
+        vr[u][v] = valid[u] ? *reinterpret_cast<const uint4*>(p.v_cache + off + 8 * v) : make_uint4(0, 0, 0, 0);
+      }
     }
   };
   // Before waiting for the previous kernel: block-table entries (written by the host), and the first
@@ -323,59 +320,6 @@ __global__ void __launch_bounds__(128, decode_light<GC, UNROLL, DPT>() ? (GC == 
     for (int i = 0; i < DPT; i++) acc[g][i] = 0.0f;
   }
 
-  // The loaded token groups into the online softmax: scores for every head, one max and rescale for the
-  // UNROLL groups, then the weighted V rows.
-  const auto accumulate = [&]() {
-    float s[UNROLL][GC];
-#pragma unroll
-    for (int u = 0; u < UNROLL; u++) {
-#pragma unroll
-      for (int g = 0; g < GC; g++) s[u][g] = 0.0f;
-#pragma unroll
-      for (int v = 0; v < VEC; v++) {
-        float k[8];
-        unpack8(*reinterpret_cast<const Bf16x8*>(&kr[u][v]), k);
-#pragma unroll
-        for (int g = 0; g < GC; g++)
-#pragma unroll
-          for (int i = 0; i < 8; i++) s[u][g] = fmaf(q[g][8 * v + i], k[i], s[u][g]);
-      }
-#pragma unroll
-      for (int g = 0; g < GC; g++) {
-#pragma unroll
-        for (int o = TPT / 2; o > 0; o >>= 1) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], o);
-        if (!valid[u]) s[u][g] = -INFINITY;
-      }
-    }
-#pragma unroll
-    for (int g = 0; g < GC; g++) {
-      float mx = m[g];
-#pragma unroll
-      for (int u = 0; u < UNROLL; u++) mx = fmaxf(mx, s[u][g]);
-      if (mx == -INFINITY) continue;  // nothing valid yet in this lane's tokens
-      const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
-      l[g] *= corr;
-#pragma unroll
-      for (int i = 0; i < DPT; i++) acc[g][i] *= corr;
-      m[g] = mx;
-    }
-#pragma unroll
-    for (int u = 0; u < UNROLL; u++) {
-#pragma unroll
-      for (int v = 0; v < VEC; v++) {
-        float val[8];
-        unpack8(*reinterpret_cast<const Bf16x8*>(&vr[u][v]), val);
-#pragma unroll
-        for (int g = 0; g < GC; g++) {
-          const float w = s[u][g] == -INFINITY ? 0.0f : exp2f(s[u][g] - m[g]);
-          if (v == 0) l[g] += w;
-#pragma unroll
-          for (int i = 0; i < 8; i++) acc[g][8 * v + i] = fmaf(w, val[i], acc[g][8 * v + i]);
-        }
-      }
-    }
-  };
-
   for (int wb = first_block; wb < end_block; wb += kDecodeWindow) {
     const int nb = min(kDecodeWindow, end_block - wb);
     if (wb != first_block) {
@@ -387,7 +331,56 @@ __global__ void __launch_bounds__(128, decode_light<GC, UNROLL, DPT>() ? (GC == 
     for (int base = w_start; base < w_end; base += TOK_PER_GROUP) {
       if (!prefetched) load_group(base, w_end, base_off);
       prefetched = false;
-      accumulate();
+      // scores of the group's tokens for every head
+      float s[UNROLL][GC];
+#pragma unroll
+      for (int u = 0; u < UNROLL; u++) {
+#pragma unroll
+        for (int g = 0; g < GC; g++) s[u][g] = 0.0f;
+#pragma unroll
+        for (int v = 0; v < VEC; v++) {
+          float k[8];
+          unpack8(*reinterpret_cast<const Bf16x8*>(&kr[u][v]), k);
+#pragma unroll
+          for (int g = 0; g < GC; g++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) s[u][g] = fmaf(q[g][8 * v + i], k[i], s[u][g]);
+        }
+#pragma unroll
+        for (int g = 0; g < GC; g++) {
+#pragma unroll
+          for (int o = TPT / 2; o > 0; o >>= 1) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], o);
+          if (!valid[u]) s[u][g] = -INFINITY;
+        }
+      }
+      // one softmax update for the group
+#pragma unroll
+      for (int g = 0; g < GC; g++) {
+        float mx = m[g];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) mx = fmaxf(mx, s[u][g]);
+        if (mx == -INFINITY) continue;  // nothing valid yet in this lane's tokens
+        const float corr = exp2f(m[g] - mx);  // m = -inf first: exp2(-inf) = 0
+        l[g] *= corr;
+#pragma unroll
+        for (int i = 0; i < DPT; i++) acc[g][i] *= corr;
+        m[g] = mx;
+      }
+#pragma unroll
+      for (int u = 0; u < UNROLL; u++) {
+#pragma unroll
+        for (int v = 0; v < VEC; v++) {
+          float val[8];
+          unpack8(*reinterpret_cast<const Bf16x8*>(&vr[u][v]), val);
+#pragma unroll
+          for (int g = 0; g < GC; g++) {
+            const float w = s[u][g] == -INFINITY ? 0.0f : exp2f(s[u][g] - m[g]);
+            if (v == 0) l[g] += w;
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[g][8 * v + i] = fmaf(w, val[i], acc[g][8 * v + i]);
+          }
+        }
+      }
     }
   }
 
