@@ -2,7 +2,8 @@
 //
 // GQA-aware: a CTA serves GC query heads that share one KV head, so each cached K/V row is read once
 // for all of them. Split-K: long contexts are cut into `splits` ranges processed by separate CTAs; a
-// reduction pass merges their (max, sum, output) triples.
+// reduction pass merges their (max, sum, output) triples: max and sum in float32, the split's normalised
+// output in bf16 as the final output is (what the merge reads, halved).
 //
 // Thread layout (D = head dim): TPT = D / DPT threads share one token, DPT dims each (16 when a CTA
 // serves at most 4 query heads, else 8 to bound registers); a warp covers 32 / TPT tokens at a time;
@@ -28,7 +29,7 @@ struct DecodeAttentionParams {
   const int32_t* entry_seq;     // [E] sequence of each decode entry (null: entry e is sequence e)
   const int32_t* entry_row;     // [E] token row of q and out for each entry (null: row e)
   bf16* out;                    // [*, Hq, D] row stride out_stride elements
-  float* partial_acc;           // [E, Hq, splits, D] (splits > 1)
+  bf16* partial_acc;            // [E, Hq, splits, D] (splits > 1): each split's normalised output
   float* partial_ml;            // [E, Hq, splits, 2] (splits > 1): running max (log2 domain) and sum
   int E, Hq, Hkv, block_size, max_blocks, splits, q_stride, out_stride;
   float scale;
@@ -77,8 +78,9 @@ __device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[N],
 
 // Split-K merge of query heads [h0, h0 + heads) of decode entry e into out: each split's output rescaled
 // to the common max and weighted by its sum. Every thread of the CTA calls (blockDim.x a multiple of 32;
-// `scratch`: decode_merge_scratch_floats() of shared memory). A thread owns 4 dims of one head and a
-// slice of its splits, so every thread loads (2 heads of 128 dims: 2 slices of the splits on 128 threads).
+// `scratch`: decode_merge_scratch_floats() of shared memory). A thread owns 8 dims of one head (one
+// 16-byte bf16 load per split) and a slice of its splits, so every thread loads (2 heads of 128 dims: 4
+// slices of the splits on 128 threads, 16 splits each at 64 splits).
 // The loads are what it waits for: the first batch of its splits' outputs is issued before anything else
 // and is in flight while the splits' (max, sum) pairs become weights in shared memory; later batches
 // follow, one L2 round trip per kMergeBatch splits of a slice. Partials are read through L2
@@ -88,9 +90,9 @@ constexpr int kMergeBatch = 16;
 
 template <int D>
 __device__ void merge_split_partials(const DecodeAttentionParams& p, int e, int row, int h0, int heads, float* scratch) {
-  constexpr int Q4 = D / 4;  // threads per head row, 4 dims each
+  constexpr int Q8 = D / 8;  // threads per head row, 8 dims each
   const int S = p.splits, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthreads = blockDim.x;
-  const int items = heads * Q4;                                 // (head, dim quad) pairs
+  const int items = heads * Q8;                                 // (head, dim octet) pairs
   const int slices = items >= nthreads ? 1 : nthreads / items;  // threads per pair, each a share of the splits
   float* weight = scratch;                                      // [heads][S]: the splits' maxima, then weights
   float* sums = scratch + heads * S;                            // [heads][S]
@@ -99,13 +101,13 @@ __device__ void merge_split_partials(const DecodeAttentionParams& p, int e, int 
   const int item0 = tid % items, slice = tid / items;              // slice >= slices: no pair (idle)
   const int s_begin = slice * S / slices, s_end = (slice + 1) * S / slices;
 
-  float4 a[kMergeBatch];  // outputs of splits [s0, s0 + kMergeBatch) of one pair; 0 past s1
+  uint4 a[kMergeBatch];  // outputs of splits [s0, s0 + kMergeBatch) of one pair, 8 bf16 each; 0 past s1
   const auto load_batch = [&](int item, int s0, int s1) {
-    const float* acc = p.partial_acc + (base + static_cast<int64_t>(item / Q4) * S) * D + (item % Q4) * 4;
+    const bf16* acc = p.partial_acc + (base + static_cast<int64_t>(item / Q8) * S) * D + (item % Q8) * 8;
 #pragma unroll
     for (int j = 0; j < kMergeBatch; j++)
-      a[j] = s0 + j < s1 ? __ldcg(reinterpret_cast<const float4*>(acc + static_cast<int64_t>(s0 + j) * D))
-                         : make_float4(0.0f, 0.0f, 0.0f, 0.0f);  // an empty split's acc is written as 0
+      a[j] = s0 + j < s1 ? __ldcg(reinterpret_cast<const uint4*>(acc + static_cast<int64_t>(s0 + j) * D))
+                         : make_uint4(0, 0, 0, 0);  // an empty split's acc is written as 0
   };
   if (slice < slices) load_batch(item0, s_begin, s_end);
 
@@ -129,30 +131,30 @@ __device__ void merge_split_partials(const DecodeAttentionParams& p, int e, int 
   __syncthreads();
 
   // Weighted sum of one pair's splits [s0, s1), the first batch already loaded when `loaded`.
-  float4 num;
-  float den;
+  float num[8], den;
   const auto accumulate = [&](int item, int s0, int s1, bool loaded) {
-    num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (int i = 0; i < 8; i++) num[i] = 0.0f;
     den = 0.0f;
-    const float* w = weight + (item / Q4) * S;
+    const float* w = weight + (item / Q8) * S;
     for (int sb = s0; sb < s1; sb += kMergeBatch) {
       if (sb != s0 || !loaded) load_batch(item, sb, s1);
 #pragma unroll
       for (int j = 0; j < kMergeBatch; j++) {
         const float wj = sb + j < s1 ? w[sb + j] : 0.0f;
-        num.x += wj * a[j].x;
-        num.y += wj * a[j].y;
-        num.z += wj * a[j].z;
-        num.w += wj * a[j].w;
+        float v[8];
+        unpack8(*reinterpret_cast<const Bf16x8*>(&a[j]), v);
+#pragma unroll
+        for (int i = 0; i < 8; i++) num[i] = fmaf(wj, v[i], num[i]);
         den += wj;
       }
     }
   };
   const auto store = [&](int item) {
     const float inv = den > 0.0f ? 1.0f / den : 0.0f;
-    __nv_bfloat162* o = reinterpret_cast<__nv_bfloat162*>(p.out + static_cast<int64_t>(row) * p.out_stride + h0 * D + item * 4);
-    o[0] = __floats2bfloat162_rn(num.x * inv, num.y * inv);
-    o[1] = __floats2bfloat162_rn(num.z * inv, num.w * inv);
+#pragma unroll
+    for (int i = 0; i < 8; i++) num[i] *= inv;
+    *reinterpret_cast<Bf16x8*>(p.out + static_cast<int64_t>(row) * p.out_stride + h0 * D + item * 8) = pack8(num);
   };
   if (slices == 1) {  // every pair whole in one thread (more pairs than threads: several each)
     if (slice == 0)
@@ -164,25 +166,23 @@ __device__ void merge_split_partials(const DecodeAttentionParams& p, int e, int 
   }
   if (slice < slices) accumulate(item0, s_begin, s_end, true);
   __syncthreads();  // every thread is done with the weights: the slices' sums go where they were
-  float* mine = scratch + tid * 5;  // [slice][pair][num 4, den]
+  constexpr int kSum = 9;            // num 8, den
+  float* mine = scratch + tid * kSum;  // [slice][pair][kSum]
   if (slice < slices) {
-    mine[0] = num.x;
-    mine[1] = num.y;
-    mine[2] = num.z;
-    mine[3] = num.w;
-    mine[4] = den;
+#pragma unroll
+    for (int i = 0; i < 8; i++) mine[i] = num[i];
+    mine[8] = den;
   }
   __syncthreads();
   if (tid < items) {
-    num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (int i = 0; i < 8; i++) num[i] = 0.0f;
     den = 0.0f;
     for (int sl = 0; sl < slices; sl++) {
-      const float* t = scratch + (sl * items + tid) * 5;
-      num.x += t[0];
-      num.y += t[1];
-      num.z += t[2];
-      num.w += t[3];
-      den += t[4];
+      const float* t = scratch + (sl * items + tid) * kSum;
+#pragma unroll
+      for (int i = 0; i < 8; i++) num[i] += t[i];
+      den += t[8];
     }
     store(tid);
   }
@@ -190,7 +190,7 @@ __device__ void merge_split_partials(const DecodeAttentionParams& p, int e, int 
 
 // Shared memory (floats) merge_split_partials needs for `heads` heads with `threads` threads.
 __host__ __device__ constexpr int decode_merge_scratch_floats(int heads, int threads) {
-  return 2 * heads * kDecodeMaxSplits + heads > 5 * threads ? 2 * heads * kDecodeMaxSplits + heads : 5 * threads;
+  return 2 * heads * kDecodeMaxSplits + heads > 9 * threads ? 2 * heads * kDecodeMaxSplits + heads : 9 * threads;
 }
 
 // Ints of the fused split-K merge's arrival counters for up to `max_entries` decode entries: one per
@@ -202,14 +202,15 @@ inline size_t decode_split_counters(int max_entries, int q_heads) { return stati
 // separate merge kernel. It re-arms the counter for the next launch. Every thread of the CTA calls.
 __device__ __forceinline__ bool arrive_last_split(int32_t* counter, int splits) {
   __shared__ int last;
-  __threadfence();  // this CTA's partials are visible device-wide before it counts itself in
-  __syncthreads();
+  __syncthreads();  // every thread's partials are stored before thread 0 releases them
   if (threadIdx.x == 0) {
-    last = atomicAdd(counter, 1) == splits - 1;
-    if (last) {
-      *counter = 0;     // every CTA of the group has arrived: nothing else touches it in this launch
-      __threadfence();  // the others' partials, fenced before their arrival, are visible from here on
-    }
+    int32_t before;
+    // release: this CTA's partials (ordered before it by the barrier) are visible to whoever acquires the
+    // counter after it; acquire: the last arrival sees every earlier CTA's partials (its other threads
+    // through the barrier below)
+    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(before) : "l"(counter) : "memory");
+    last = before == splits - 1;
+    if (last) *counter = 0;  // every CTA of the group has arrived: nothing else touches it in this launch
   }
   __syncthreads();
   return last;
@@ -421,23 +422,19 @@ __global__ void __launch_bounds__(128, decode_light<GC, UNROLL, DPT>() ? (GC == 
       }
       const int h = h0 + g;
       const float inv = l[g] > 0.0f ? 1.0f / l[g] : 0.0f;
-      if (p.splits == 1) {
+      // unsplit: the output row; split: this split's partial output, its (max, sum) beside it
+      const int64_t slot = (static_cast<int64_t>(e) * p.Hq + h) * p.splits + split;
+      bf16* dst = (p.splits == 1 ? p.out + static_cast<int64_t>(row) * p.out_stride + h * D : p.partial_acc + slot * D) + dim0;
 #pragma unroll
-        for (int v = 0; v < VEC; v++) {
-          float o[8];
+      for (int v = 0; v < VEC; v++) {
+        float o[8];
 #pragma unroll
-          for (int i = 0; i < 8; i++) o[i] = acc[g][8 * v + i] * inv;
-          *reinterpret_cast<Bf16x8*>(p.out + static_cast<int64_t>(row) * p.out_stride + h * D + dim0 + 8 * v) = pack8(o);
-        }
-      } else {
-        const int64_t slot = (static_cast<int64_t>(e) * p.Hq + h) * p.splits + split;
-        float* pa = p.partial_acc + slot * D + dim0;
-#pragma unroll
-        for (int i = 0; i < DPT; i++) pa[i] = acc[g][i] * inv;
-        if (dim0 == 0) {
-          p.partial_ml[slot * 2] = m[g];
-          p.partial_ml[slot * 2 + 1] = l[g];
-        }
+        for (int i = 0; i < 8; i++) o[i] = acc[g][8 * v + i] * inv;
+        *reinterpret_cast<Bf16x8*>(dst + 8 * v) = pack8(o);
+      }
+      if (p.splits > 1 && dim0 == 0) {
+        p.partial_ml[slot * 2] = m[g];
+        p.partial_ml[slot * 2 + 1] = l[g];
       }
     }
   }

@@ -225,15 +225,12 @@ __global__ void __launch_bounds__(128) decode_attention_mma_kernel(DecodeAttenti
     }
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     const int h = h0 + r;
-    if (p.splits == 1) {
-      p.out[static_cast<int64_t>(row) * p.out_stride + h * D + d] = __float2bfloat16(o * inv);
-    } else {
-      const int64_t slot = (static_cast<int64_t>(e) * p.Hq + h) * p.splits + split;
-      p.partial_acc[slot * D + d] = o * inv;
-      if (d == 0) {
-        p.partial_ml[slot * 2] = mx;
-        p.partial_ml[slot * 2 + 1] = l;
-      }
+    const int64_t slot = (static_cast<int64_t>(e) * p.Hq + h) * p.splits + split;
+    bf16* dst = p.splits == 1 ? p.out + static_cast<int64_t>(row) * p.out_stride + h * D : p.partial_acc + slot * D;
+    dst[d] = __float2bfloat16(o * inv);
+    if (p.splits > 1 && d == 0) {
+      p.partial_ml[slot * 2] = mx;
+      p.partial_ml[slot * 2 + 1] = l;
     }
   }
   // Fused split-K merge by the group's last CTA; its scratch is the K/V area again.

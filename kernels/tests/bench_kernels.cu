@@ -208,11 +208,11 @@ void bench_decode(int B, int ctx, int bs, int forced_splits = 0, int Hq = 16, in
     v[s] = random_device(kv, 3 * s + 2);
     q[s] = random_device(static_cast<size_t>(B) * Hq * D, 3 * s + 3);
   }
-  bf16* out;
-  float *pacc, *pml;
+  bf16 *out, *pacc;
+  float* pml;
   PAGODA_CUDA_CHECK(cudaMalloc(&out, static_cast<size_t>(B) * Hq * D * 2));
   const size_t max_splits = std::max(64, forced_splits);
-  PAGODA_CUDA_CHECK(cudaMalloc(&pacc, static_cast<size_t>(B) * Hq * max_splits * D * 4));
+  PAGODA_CUDA_CHECK(cudaMalloc(&pacc, static_cast<size_t>(B) * Hq * max_splits * D * 2));
   PAGODA_CUDA_CHECK(cudaMalloc(&pml, static_cast<size_t>(B) * Hq * max_splits * 2 * 4));
   int32_t* done;
   PAGODA_CUDA_CHECK(cudaMalloc(&done, decode_split_counters(B, Hq) * 4));

@@ -148,7 +148,8 @@ void check_decode(int B, int ctx_len, int Hq, int Hkv, int D, int bs, int splits
   auto q = random_bf16(static_cast<size_t>(B) * Hq * D);
   Dev<bf16> dq(q.size()), dk(c.k.size()), dv(c.v.size()), dout(q.size());
   Dev<int32_t> dt(c.tables.size()), dc(B);
-  Dev<float> pacc(static_cast<size_t>(B) * Hq * splits * D), pml(static_cast<size_t>(B) * Hq * splits * 2);
+  Dev<bf16> pacc(static_cast<size_t>(B) * Hq * splits * D);
+  Dev<float> pml(static_cast<size_t>(B) * Hq * splits * 2);
   Dev<bf16> dq_src(q.size());
   Dev<int32_t> done(decode_split_counters(B, Hq));
   PAGODA_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(int32_t)));
@@ -642,7 +643,8 @@ void check_decode_indirect() {
   auto q = random_bf16(static_cast<size_t>(rows) * Hq * D);
   Dev<bf16> dq(q.size()), dk(c.k.size()), dv(c.v.size()), dout(q.size());
   Dev<int32_t> dt(c.tables.size()), dc(S), des(3), der(3);
-  Dev<float> pacc(3 * Hq * 4 * D), pml(3 * Hq * 4 * 2);
+  Dev<bf16> pacc(3 * Hq * 4 * D);
+  Dev<float> pml(3 * Hq * 4 * 2);
   dq.put(*reinterpret_cast<std::vector<bf16>*>(&q));
   dk.put(*reinterpret_cast<std::vector<bf16>*>(&c.k));
   dv.put(*reinterpret_cast<std::vector<bf16>*>(&c.v));

@@ -31,7 +31,7 @@ namespace {
 constexpr int kMaxSplits = 64;
 constexpr int kMaxTopLogprobs = 20;
 constexpr size_t kCublasWorkspace = 32u << 20;
-constexpr int64_t kPartialBytes = 64LL << 20;
+constexpr int64_t kPartialValues = 16LL << 20;  // split-K partial outputs (bf16): splits x entries x heads x head_dim
 const int kGraphBuckets[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512};
 
 // bf16 bits (row-major, as WeightStore::read_bf16 returns them) into a new device array.
@@ -215,8 +215,8 @@ void CudaRank::load_weights(const WeightStore& w) {
 
 int CudaRank::max_splits_for(int entries) const {
   if (entries == 0) return 1;
-  const int64_t per_split = static_cast<int64_t>(entries) * cfg_.num_heads * cfg_.head_dim * 4;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(kMaxSplits, partial_acc_.bytes() / per_split)));
+  const int64_t per_split = static_cast<int64_t>(entries) * cfg_.num_heads * cfg_.head_dim;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(kMaxSplits, static_cast<int64_t>(partial_acc_.size()) / per_split)));
 }
 
 void CudaRank::size_workspace() {
@@ -257,8 +257,8 @@ void CudaRank::size_workspace() {
     logits_ = DeviceArray<float>(static_cast<int64_t>(max_seqs_) * cfg_.vocab_size);
     logits_target_ = logits_.get();
   }
-  partial_acc_ = DeviceArray<float>(kPartialBytes / 4);
-  partial_ml_ = DeviceArray<float>(kPartialBytes / 4 / cfg_.head_dim * 2);
+  partial_acc_ = DeviceArray<bf16>(kPartialValues);
+  partial_ml_ = DeviceArray<float>(kPartialValues / cfg_.head_dim * 2);
   if (env_choice("PAGODA_DECODE_MERGE", {"fused", "kernel"}) == "fused") {
     split_done_ = DeviceArray<int32_t>(static_cast<int64_t>(kernels::decode_split_counters(max_seqs_, cfg_.num_heads)));
     check(cudaMemset(split_done_.get(), 0, split_done_.bytes()), "cudaMemset(split counters)");

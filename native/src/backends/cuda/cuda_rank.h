@@ -129,8 +129,8 @@ class CudaRank {
   int64_t layer_elems_ = 0;
   DeviceArray<bf16> kv_;
 
-  DeviceArray<float> residual_, proj_, logits_, logits_work_, partial_acc_, partial_ml_;
-  DeviceArray<bf16> h_, qkv_, q_, attn_, gu_, act_, hl_, proj_bf16_;
+  DeviceArray<float> residual_, proj_, logits_, logits_work_, partial_ml_;
+  DeviceArray<bf16> h_, qkv_, q_, attn_, gu_, act_, hl_, proj_bf16_, partial_acc_;
   bool proj_f32_ = false;
   bool fuse_norm_ = true;    // all-reduce + residual add + norm in one kernel (tensor parallelism)
   bool decode_mma_ = false;  // tensor-core decode attention (PAGODA_DECODE_MMA=1)
