@@ -397,9 +397,10 @@ __global__ void __launch_bounds__(128, decode_light<GC, UNROLL, DPT>() ? (GC == 
       merge_state(m[g], l[g], acc[g], m2, l2, a2);
     }
   }
-  // Then the warps, through shared memory: [warp][g][TPT lanes][2 + DPT]; afterwards the fused merge's scratch.
+  // Then the warps, through shared memory: [warp][g][TPT lanes][2 + DPT] (2 + DPT even: float2 loads of
+  // acc stay aligned); afterwards the fused merge's scratch.
   constexpr int STATE = kDecodeWarps * GC * TPT * (2 + DPT), MERGE = decode_merge_scratch_floats(GC, kDecodeWarps * 32);
-  __shared__ float smem[STATE > MERGE ? STATE : MERGE];
+  __shared__ __align__(16) float smem[STATE > MERGE ? STATE : MERGE];
   const auto state = reinterpret_cast<float (*)[GC][TPT][2 + DPT]>(smem);
   if (lane < TPT) {
 #pragma unroll
@@ -411,31 +412,33 @@ __global__ void __launch_bounds__(128, decode_light<GC, UNROLL, DPT>() ? (GC == 
     }
   }
   __syncthreads();
-  if (warp == 0 && lane < TPT) {
+  // Every thread combines the warps for a pair of adjacent dims of one head (lane tl of each warp holds
+  // dims [tl * DPT, (tl + 1) * DPT) of every head) and writes it: unsplit, to the output row; split, to
+  // this split's partial output, its (max, sum) beside it.
+  for (int i = threadIdx.x; i < GC * D / 2; i += blockDim.x) {
+    const int g = i / (D / 2), d = i % (D / 2) * 2, tl = d / DPT, j = d % DPT;
+    float mx = -INFINITY;
 #pragma unroll
-    for (int g = 0; g < GC; g++) {
-      for (int w = 1; w < kDecodeWarps; w++) {
-        float a2[DPT];
+    for (int w = 0; w < kDecodeWarps; w++) mx = fmaxf(mx, state[w][g][tl][0]);
+    float sum = 0.0f;
+    float2 o = make_float2(0.0f, 0.0f);
 #pragma unroll
-        for (int i = 0; i < DPT; i++) a2[i] = state[w][g][lane][2 + i];
-        merge_state(m[g], l[g], acc[g], state[w][g][lane][0], state[w][g][lane][1], a2);
-      }
-      const int h = h0 + g;
-      const float inv = l[g] > 0.0f ? 1.0f / l[g] : 0.0f;
-      // unsplit: the output row; split: this split's partial output, its (max, sum) beside it
-      const int64_t slot = (static_cast<int64_t>(e) * p.Hq + h) * p.splits + split;
-      bf16* dst = (p.splits == 1 ? p.out + static_cast<int64_t>(row) * p.out_stride + h * D : p.partial_acc + slot * D) + dim0;
-#pragma unroll
-      for (int v = 0; v < VEC; v++) {
-        float o[8];
-#pragma unroll
-        for (int i = 0; i < 8; i++) o[i] = acc[g][8 * v + i] * inv;
-        *reinterpret_cast<Bf16x8*>(dst + 8 * v) = pack8(o);
-      }
-      if (p.splits > 1 && dim0 == 0) {
-        p.partial_ml[slot * 2] = m[g];
-        p.partial_ml[slot * 2 + 1] = l[g];
-      }
+    for (int w = 0; w < kDecodeWarps; w++) {
+      const float mw = state[w][g][tl][0];
+      const float f = mw == -INFINITY ? 0.0f : exp2f(mw - mx);  // a warp that saw no token adds nothing
+      const float2 a = *reinterpret_cast<const float2*>(&state[w][g][tl][2 + j]);
+      sum += state[w][g][tl][1] * f;
+      o.x += a.x * f;
+      o.y += a.y * f;
+    }
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    const int h = h0 + g;
+    const int64_t slot = (static_cast<int64_t>(e) * p.Hq + h) * p.splits + split;
+    bf16* dst = (p.splits == 1 ? p.out + static_cast<int64_t>(row) * p.out_stride + h * D : p.partial_acc + slot * D) + d;
+    *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(o.x * inv, o.y * inv);
+    if (p.splits > 1 && d == 0) {
+      p.partial_ml[slot * 2] = mx;
+      p.partial_ml[slot * 2 + 1] = sum;
     }
   }
   decode_timeline_mark(p, kMarkWritten);
