@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "activation.cuh"
 #include "decode_attention.cuh"
 #include "decode_attention_mma.cuh"
 #include "prefill_attention.cuh"
@@ -324,6 +325,9 @@ struct StepShapes {
 
 // The linear layers of one decode step (L layers + LM head), graph-replayed, with M rows: cuBLAS with
 // float32 or bf16 o/down outputs, and Pagoda's dispatch (skinny kernel for M <= 4, else cuBLAS; bf16 o/down).
+// For M <= 4 also the MLP's activation between gate/up and down, as the engine runs it (every GEMM
+// launched to overlap the kernel before it): a SiLU-and-mul kernel of its own, or fused into the gate/up
+// GEMM's epilogue.
 void bench_linear_step(const StepShapes& m, const std::vector<int>& rows) {
   const int H = m.H, V = m.V, L = m.L, I = m.I;
   const int shapes[4][2] = {{m.Q + 2 * m.KV, H}, {H, m.Q}, {2 * I, H}, {H, I}};  // (N, K)
@@ -348,25 +352,38 @@ void bench_linear_step(const StepShapes& m, const std::vector<int>& rows) {
   bf16* x = random_device(static_cast<size_t>(max_rows) * std::max({H, m.Q, I}), 5);
   void* y;
   cudaMalloc(&y, static_cast<size_t>(max_rows) * std::max(V, 2 * I) * 4);
+  bf16* act;  // [M, I] the MLP's activation, read by the down projection
+  cudaMalloc(&act, static_cast<size_t>(max_rows) * I * 2);
   cudaDeviceSynchronize();
-  const char* variants[] = {"cuBLAS, o/down out f32 ", "cuBLAS, o/down out bf16", "Pagoda (skinny if M<=4)"};
-  for (int variant = 0; variant < 3; variant++)
+  const char* variants[] = {"cuBLAS, o/down out f32 ", "cuBLAS, o/down out bf16", "Pagoda (skinny if M<=4)",
+                            "Pagoda + SiLU kernel    ", "Pagoda, SiLU in gate/up "};
+  for (int variant = 0; variant < 5; variant++)
     for (int M : rows) {
-      if (variant == 2 && M > kSkinnyMaxRows) continue;  // the same cuBLAS calls as the bf16 row
-      auto gemm = [&](const bf16* wt, int N, int K, bool f32) {
-        if (variant == 2) {
-          if (f32) launch_skinny_gemm(wt, x, static_cast<float*>(y), M, N, K, s);
-          else launch_skinny_gemm(wt, x, static_cast<bf16*>(y), M, N, K, s);
+      if (variant >= 2 && M > kSkinnyMaxRows) continue;  // the same cuBLAS calls as the bf16 row
+      const bool overlap = variant >= 3;                 // as the engine launches them
+      auto gemm = [&](const bf16* wt, const bf16* in, int N, int K, bool f32) {
+        if (variant >= 2) {
+          if (f32) launch_skinny_gemm(wt, in, static_cast<float*>(y), M, N, K, s, 0, overlap);
+          else launch_skinny_gemm(wt, in, static_cast<bf16*>(y), M, N, K, s, 0, overlap);
           return;
         }
         const float one = 1.0f, zero = 0.0f;
-        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, wt, CUDA_R_16BF, K, x, CUDA_R_16BF, K, &zero, y,
+        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, wt, CUDA_R_16BF, K, in, CUDA_R_16BF, K, &zero, y,
                      f32 ? CUDA_R_32F : CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
       };
       auto step = [&]() {
-        for (int l = 0; l < L; l++)
-          for (int j = 0; j < 4; j++) gemm(w[l * 4 + j], shapes[j][0], shapes[j][1], variant == 0 && (j == 1 || j == 3));
-        gemm(lm, V, H, true);  // logits are float32
+        for (int l = 0; l < L; l++) {
+          const bf16* const* lw = &w[l * 4];
+          for (int j = 0; j < 2; j++) gemm(lw[j], x, shapes[j][0], shapes[j][1], variant == 0 && j == 1);
+          if (variant == 4) {
+            launch_skinny_gemm_silu_mul(lw[2], x, act, M, I, H, s, overlap);
+          } else {
+            gemm(lw[2], x, 2 * I, H, false);
+            if (variant == 3) launch_silu_and_mul(static_cast<bf16*>(y), act, M, I, s);
+          }
+          gemm(lw[3], variant >= 3 ? act : x, H, I, variant == 0);
+        }
+        gemm(lm, x, V, H, true);  // logits are float32
       };
       step();
       cudaStreamSynchronize(s);
@@ -398,7 +415,7 @@ void bench_linear_step(const StepShapes& m, const std::vector<int>& rows) {
     }
   PAGODA_CUDA_CHECK(cudaGetLastError());
   for (bf16* p : w) cudaFree(p);
-  for (void* p : {static_cast<void*>(lm), static_cast<void*>(x), y, ws}) cudaFree(p);
+  for (void* p : {static_cast<void*>(lm), static_cast<void*>(x), y, static_cast<void*>(act), ws}) cudaFree(p);
   cublasDestroy(h);
   cudaStreamDestroy(s);
 }
@@ -474,6 +491,13 @@ int main(int argc, char** argv) {
       bench_decode(1, ctx, 16);
       bench_decode(1, ctx, 16, 0, 16, 8, &kTensorCores);
     }
+    return 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--linear") {
+    // Only the decode-step linear layers (the rows of the full run below) at the few-row sizes.
+    bench_linear_step({"Qwen3-0.6B", 1024, 2048, 1024, 3072, 151936, 28}, {1, 2});
+    bench_linear_step({"Qwen3-8B TP=1", 4096, 4096, 1024, 12288, 151936, 36}, {1});
+    bench_linear_step({"Qwen3-8B TP=2", 4096, 2048, 512, 6144, 151936, 36}, {1});
     return 0;
   }
   std::printf("== Pagoda kernels (16 query / 8 KV heads, head_dim 128; paged KV, bf16)\n");

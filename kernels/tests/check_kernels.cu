@@ -484,6 +484,41 @@ void check_skinny_gemm_overlapped(int N, int K) {
   report(name, err, written, 1e-4);
 }
 
+// The gate/up projection with the activation in its epilogue: out[m, n] = silu(g) * u for g, u the
+// products of X row m with weight rows n and I + n. `overlapped`: launched to overlap a slow kernel that
+// writes X (poisoned until then), as the engine launches it after the MLP's norm.
+void check_skinny_gemm_silu_mul(int M, int I, int K, bool overlapped = false) {
+  auto w = random_bf16(static_cast<size_t>(2) * I * K), x = random_bf16(static_cast<size_t>(M) * K);
+  Dev<bf16> dw(w.size()), dsrc(x.size()), dx(x.size()), dy(static_cast<size_t>(M) * I);
+  dw.put(*reinterpret_cast<std::vector<bf16>*>(&w));
+  dsrc.put(*reinterpret_cast<std::vector<bf16>*>(&x));
+  dx.poison();
+  dy.poison();
+  if (overlapped) slow_copy(dsrc.p, dx.p, M * K);
+  else PAGODA_CUDA_CHECK(cudaMemcpy(dx.p, dsrc.p, x.size() * sizeof(bf16), cudaMemcpyDeviceToDevice));
+  launch_skinny_gemm_silu_mul(dw.p, dx.p, dy.p, M, I, K, nullptr, overlapped);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  auto got = dy.get();
+  std::vector<double> ref(static_cast<size_t>(M) * I);
+  const auto dot = [&](int row, int m) {
+    double acc = 0;
+    for (int k = 0; k < K; k++) acc += double(bf16_to_f(w[static_cast<size_t>(row) * K + k])) * bf16_to_f(x[static_cast<size_t>(m) * K + k]);
+    return acc;
+  };
+#pragma omp parallel for
+  for (int n = 0; n < I; n++)
+    for (int m = 0; m < M; m++) {
+      const double g = dot(n, m), u = dot(I + n, m);
+      ref[static_cast<size_t>(m) * I + n] = g / (1.0 + std::exp(-g)) * u;
+    }
+  bool written;
+  const double err = rel_err([&](size_t i) { return static_cast<double>(__bfloat162float(got[i])); }, [&](size_t i) { return ref[i]; },
+                             ref.size(), written);
+  char name[200];
+  std::snprintf(name, sizeof name, "skinny_gemm_silu_mul M=%d I=%d K=%d%s", M, I, K, overlapped ? " launched to overlap the kernel writing X" : "");
+  report(name, err, written, 1e-2);
+}
+
 // ---- sampling ------------------------------------------------------------------------------------
 
 void check_sampling(int R, int V) {
@@ -797,6 +832,12 @@ int main() {
   check_skinny_gemm<float>(3, 75968, 4096, 151936);  // half of Qwen3-8B's LM head into the full logits
   check_skinny_gemm_overlapped(4096, 4096);
   check_skinny_gemm_overlapped(100, 520);  // no full round: every load after the wait
+  // the gate/up projection with SiLU-and-mul fused: Qwen3-0.6B's and Qwen3-8B's TP=2 shapes, every M,
+  // a partial round (K / 8 not a multiple of 128), and launched to overlap the kernel writing X
+  check_skinny_gemm_silu_mul(1, 3072, 1024);
+  check_skinny_gemm_silu_mul(1, 6144, 4096, true);
+  for (int M = 2; M <= 4; M++) check_skinny_gemm_silu_mul(M, 1000, 520);
+  check_skinny_gemm_silu_mul(1, 100, 200, true);  // no full round: every load after the wait
   check_silu(9, 3072);
   check_silu(64, 1536);
   check_decode_indirect();

@@ -422,10 +422,15 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
     profiler_.mark("o projection", stream_);
     linear(cublas_, attn_.get(), T, L.o.w, proj(), proj_f32_);
     reduce_add_norm(T, L.mlp_norm.get());
-    profiler_.mark("gate/up projection", stream_);
-    linear(cublas_, h_.get(), T, L.gate_up.w, gu_.get(), false);
-    profiler_.mark("silu and mul", stream_);
-    kernels::launch_silu_and_mul(gu_.get(), act_.get(), T, I, stream_);
+    if (gate_up_fused(T, L.gate_up.w, h_.get())) {
+      profiler_.mark("gate/up projection + silu", stream_);
+      linear_silu_mul(cublas_, h_.get(), T, L.gate_up.w, act_.get());
+    } else {
+      profiler_.mark("gate/up projection", stream_);
+      linear(cublas_, h_.get(), T, L.gate_up.w, gu_.get(), false);
+      profiler_.mark("silu and mul", stream_);
+      kernels::launch_silu_and_mul(gu_.get(), act_.get(), T, I, stream_);
+    }
     profiler_.mark("down projection", stream_);
     linear(cublas_, act_.get(), T, L.down.w, proj(), proj_f32_);
   }

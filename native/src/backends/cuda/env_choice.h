@@ -1,5 +1,6 @@
 // The CUDA backend's switches (PAGODA_LINEAR, PAGODA_PROJ_DTYPE, PAGODA_TP_ALL_REDUCE, PAGODA_TP_LM_HEAD,
-// PAGODA_TP_FUSE_NORM, PAGODA_PROFILE, PAGODA_DECODE_MMA, PAGODA_DECODE_MERGE, PAGODA_PDL; docs/cuda.md): an environment variable that names one of a few
+// PAGODA_TP_FUSE_NORM, PAGODA_PROFILE, PAGODA_DECODE_MMA, PAGODA_DECODE_MERGE, PAGODA_PDL,
+// PAGODA_FUSE_SILU; docs/cuda.md): an environment variable that names one of a few
 // choices. Unset or empty means the first; anything else not listed is refused with the choices named.
 #pragma once
 #include <cstdlib>

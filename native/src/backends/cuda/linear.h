@@ -42,14 +42,31 @@ inline bool overlap_launches() {
   return enabled;
 }
 
+// Whether an MLP's SiLU-and-mul runs in the epilogue of a skinny gate/up GEMM (kernels/skinny_gemm.cuh)
+// instead of as a kernel of its own; PAGODA_FUSE_SILU=0 keeps them apart, for comparisons.
+inline bool fuse_silu_enabled() {
+  static const bool enabled = env_choice("PAGODA_FUSE_SILU", {"1", "0"}) == "1";
+  return enabled;
+}
+
+// Whether a product of m rows goes to the skinny kernel.
+inline bool skinny_dispatch(int m, const Weight& w, const __nv_bfloat16* x) {
+  return m <= kSkinnyDispatchRows && skinny_linear_enabled() && kernels::skinny_gemm_supports(m, w.k, w.data, x);
+}
+
+inline cudaStream_t stream_of(cublasHandle_t h) {
+  cudaStream_t s = nullptr;
+  check_cublas(cublasGetStream(h, &s), "cublasGetStream");
+  return s;
+}
+
 // cuBLAS is column-major: computing Y^T[N, M] = W[N, K] · X^T[K, M] reads both row-major arrays as they are.
 // ldy: Y's row stride in elements (0: w.n), wider when Y is a slice of a larger output.
 inline void linear(cublasHandle_t h, const __nv_bfloat16* x, int m, const Weight& w, void* y, bool y_f32, int ldy = 0) {
   if (ldy == 0) ldy = w.n;
   if (m == 0) return;
-  if (m <= kSkinnyDispatchRows && skinny_linear_enabled() && kernels::skinny_gemm_supports(m, w.k, w.data, x)) {
-    cudaStream_t s = nullptr;
-    check_cublas(cublasGetStream(h, &s), "cublasGetStream");
+  if (skinny_dispatch(m, w, x)) {
+    cudaStream_t s = stream_of(h);
     const bool overlap = overlap_launches();
     if (y_f32) kernels::launch_skinny_gemm(w.data, x, static_cast<float*>(y), m, w.n, w.k, s, ldy, overlap);
     else kernels::launch_skinny_gemm(w.data, x, static_cast<__nv_bfloat16*>(y), m, w.n, w.k, s, ldy, overlap);
@@ -59,6 +76,17 @@ inline void linear(cublasHandle_t h, const __nv_bfloat16* x, int m, const Weight
   check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, w.n, m, w.k, &alpha, w.data, CUDA_R_16BF, w.k, x, CUDA_R_16BF, w.k,
                             &beta, y, y_f32 ? CUDA_R_32F : CUDA_R_16BF, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                "cublasGemmEx");
+}
+
+// Whether an MLP's gate/up projection of m rows can end in its activation (linear_silu_mul).
+inline bool gate_up_fused(int m, const Weight& gate_up, const __nv_bfloat16* x) {
+  return fuse_silu_enabled() && skinny_dispatch(m, gate_up, x);
+}
+
+// An MLP's gate/up projection and activation in one skinny kernel (gate_up_fused() must hold):
+// act[m, I] = silu(x · Wg^T) * (x · Wu^T) for the stacked gate/up weight [2I, k].
+inline void linear_silu_mul(cublasHandle_t h, const __nv_bfloat16* x, int m, const Weight& gate_up, __nv_bfloat16* act) {
+  kernels::launch_skinny_gemm_silu_mul(gate_up.data, x, act, m, gate_up.n / 2, gate_up.k, stream_of(h), overlap_launches());
 }
 
 }  // namespace pagoda::cuda
