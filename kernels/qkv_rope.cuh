@@ -2,7 +2,9 @@
 // embedding (half-split pairs i, i + D/2), and the store of k and v into the paged KV cache by slot.
 //
 // One warp per head; lane l holds elements l, l + 32, ... of the head (D / 32 of them), so both
-// members of a rotary pair (j, j + D/2) sit in the same lane and the norm is one warp reduction.
+// members of a rotary pair (j, j + D/2) sit in the same lane and the norm is one warp reduction. A
+// token's heads are spread over several CTAs, one head per warp, so a one-token decode step's call is one
+// round of loads, not one per head of a warp's share.
 #pragma once
 #include "common.cuh"
 
@@ -23,69 +25,71 @@ struct QkvRopeParams {
   float eps;
 };
 
-// Grid: (T). Block: 128 (4 warps looping over the Hq + 2 Hkv heads).
+constexpr int kQkvRopeWarps = 4;  // heads per CTA
+
+// Grid: (T, ceil((Hq + 2 Hkv) / kQkvRopeWarps)). Block: kQkvRopeWarps * 32, one head per warp.
 template <int D>
 __global__ void qkv_rope_kernel(QkvRopeParams p) {
   allow_next_kernel_to_start();  // decode attention may stage its block table meanwhile
   constexpr int PER_LANE = D / 32;
-  const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  const int heads = p.Hq + 2 * p.Hkv;
+  const int t = blockIdx.x, lane = threadIdx.x & 31;
+  const int h = blockIdx.y * kQkvRopeWarps + (threadIdx.x >> 5);
+  if (h >= p.Hq + 2 * p.Hkv) return;
   const float pos = static_cast<float>(p.positions[t]);
   const int slot = p.slot_mapping[t];
-  for (int h = warp; h < heads; h += warps) {
-    const bool is_q = h < p.Hq, is_k = !is_q && h < p.Hq + p.Hkv;
-    const int col0 = h * D;
-    float x[PER_LANE];
+  const bool is_q = h < p.Hq, is_k = !is_q && h < p.Hq + p.Hkv;
+  const int col0 = h * D;
+  float x[PER_LANE];
 #pragma unroll
-    for (int i = 0; i < PER_LANE; i++) {
-      const int c = col0 + lane + 32 * i;
-      x[i] = __bfloat162float(p.qkv[static_cast<int64_t>(t) * p.qkv_stride + c]);
-      if (p.bias) x[i] += __bfloat162float(p.bias[c]);
+  for (int i = 0; i < PER_LANE; i++) {
+    const int c = col0 + lane + 32 * i;
+    x[i] = __bfloat162float(p.qkv[static_cast<int64_t>(t) * p.qkv_stride + c]);
+    if (p.bias) x[i] += __bfloat162float(p.bias[c]);
+  }
+  if (!is_q && !is_k) {  // v: straight to the cache
+    if (slot >= 0) {
+      const int64_t base = ((static_cast<int64_t>(slot / p.block_size) * p.Hkv + (h - p.Hq - p.Hkv)) * p.block_size + slot % p.block_size) * D;
+#pragma unroll
+      for (int i = 0; i < PER_LANE; i++) p.v_cache[base + lane + 32 * i] = __float2bfloat16(x[i]);
     }
-    if (!is_q && !is_k) {  // v: straight to the cache
-      if (slot >= 0) {
-        const int64_t base = ((static_cast<int64_t>(slot / p.block_size) * p.Hkv + (h - p.Hq - p.Hkv)) * p.block_size + slot % p.block_size) * D;
+    return;
+  }
+  const bf16* nw = is_q ? p.q_norm : p.k_norm;
+  if (nw) {
+    float ss = 0.0f;
 #pragma unroll
-        for (int i = 0; i < PER_LANE; i++) p.v_cache[base + lane + 32 * i] = __float2bfloat16(x[i]);
-      }
-      continue;
-    }
-    const bf16* nw = is_q ? p.q_norm : p.k_norm;
-    if (nw) {
-      float ss = 0.0f;
+    for (int i = 0; i < PER_LANE; i++) ss += x[i] * x[i];
+    const float inv = rsqrtf(warp_sum(ss) / D + p.eps);
 #pragma unroll
-      for (int i = 0; i < PER_LANE; i++) ss += x[i] * x[i];
-      const float inv = rsqrtf(warp_sum(ss) / D + p.eps);
+    for (int i = 0; i < PER_LANE; i++) x[i] = __bfloat162float(nw[lane + 32 * i]) * (x[i] * inv);
+  }
+  // Rotary: element j = lane + 32 i pairs with j + D/2 = lane + 32 (i + PER_LANE/2).
 #pragma unroll
-      for (int i = 0; i < PER_LANE; i++) x[i] = __bfloat162float(nw[lane + 32 * i]) * (x[i] * inv);
-    }
-    // Rotary: element j = lane + 32 i pairs with j + D/2 = lane + 32 (i + PER_LANE/2).
+  for (int i = 0; i < PER_LANE / 2; i++) {
+    const int j = lane + 32 * i;
+    float s, c;
+    sincosf(pos * p.inv_freq[j], &s, &c);
+    const float a = x[i], b = x[i + PER_LANE / 2];
+    x[i] = a * c - b * s;
+    x[i + PER_LANE / 2] = b * c + a * s;
+  }
+  if (is_q) {
+    bf16* o = p.q_out + static_cast<int64_t>(t) * p.Hq * D + h * D;
 #pragma unroll
-    for (int i = 0; i < PER_LANE / 2; i++) {
-      const int j = lane + 32 * i;
-      float s, c;
-      sincosf(pos * p.inv_freq[j], &s, &c);
-      const float a = x[i], b = x[i + PER_LANE / 2];
-      x[i] = a * c - b * s;
-      x[i + PER_LANE / 2] = b * c + a * s;
-    }
-    if (is_q) {
-      bf16* o = p.q_out + static_cast<int64_t>(t) * p.Hq * D + h * D;
+    for (int i = 0; i < PER_LANE; i++) o[lane + 32 * i] = __float2bfloat16(x[i]);
+  } else if (slot >= 0) {
+    const int64_t base = ((static_cast<int64_t>(slot / p.block_size) * p.Hkv + (h - p.Hq)) * p.block_size + slot % p.block_size) * D;
 #pragma unroll
-      for (int i = 0; i < PER_LANE; i++) o[lane + 32 * i] = __float2bfloat16(x[i]);
-    } else if (slot >= 0) {
-      const int64_t base = ((static_cast<int64_t>(slot / p.block_size) * p.Hkv + (h - p.Hq)) * p.block_size + slot % p.block_size) * D;
-#pragma unroll
-      for (int i = 0; i < PER_LANE; i++) p.k_cache[base + lane + 32 * i] = __float2bfloat16(x[i]);
-    }
+    for (int i = 0; i < PER_LANE; i++) p.k_cache[base + lane + 32 * i] = __float2bfloat16(x[i]);
   }
 }
 
 inline void launch_qkv_rope(const QkvRopeParams& p, int head_dim, cudaStream_t s) {
   if (p.T == 0) return;
+  const dim3 grid(p.T, ceil_div(p.Hq + 2 * p.Hkv, kQkvRopeWarps)), block(kQkvRopeWarps * 32);
   switch (head_dim) {
-    case 64: qkv_rope_kernel<64><<<p.T, 128, 0, s>>>(p); break;
-    case 128: qkv_rope_kernel<128><<<p.T, 128, 0, s>>>(p); break;
+    case 64: qkv_rope_kernel<64><<<grid, block, 0, s>>>(p); break;
+    case 128: qkv_rope_kernel<128><<<grid, block, 0, s>>>(p); break;
     default: throw std::runtime_error("qkv_rope: unsupported head_dim: " + std::to_string(head_dim) + " (supported: 64, 128)");
   }
   PAGODA_LAUNCH_CHECK("qkv_rope_kernel");
