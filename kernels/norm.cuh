@@ -35,6 +35,7 @@ __global__ void add_rmsnorm_kernel(float* __restrict__ residual,      // [T_all,
                                    const int32_t* __restrict__ rows, // [T] or null
                                    int H, float eps) {
   allow_next_kernel_to_start();  // the next GEMM may start loading its weights
+  wait_for_previous_kernel();    // launched to overlap: the delta is complete only now
   __shared__ float scratch[32];
   const int t = blockIdx.x;
   const int64_t src = rows ? rows[t] : t;
@@ -60,11 +61,14 @@ inline void launch_embed(const int32_t* tokens, const bf16* table, float* residu
   PAGODA_LAUNCH_CHECK("embed_kernel");
 }
 
+// overlap: launched to overlap the kernel before it (programmatic dependent launch): its CTAs are
+// resident and waiting when that kernel ends, which saves the launch gap of a one-CTA call.
 template <typename DeltaT>
 void launch_add_rmsnorm(float* residual, const DeltaT* delta, const bf16* weight, bf16* out, const int32_t* rows, int T, int H,
-                        float eps, cudaStream_t s) {
+                        float eps, cudaStream_t s, bool overlap = false) {
   if (T == 0) return;
-  add_rmsnorm_kernel<DeltaT><<<T, H >= 1024 ? 512 : 256, 0, s>>>(residual, delta, weight, out, rows, H, eps);
+  launch_overlapping(overlap, add_rmsnorm_kernel<DeltaT>, dim3(T), dim3(H >= 1024 ? 512 : 256), 0, s, residual, delta, weight, out,
+                     rows, H, eps);
   PAGODA_LAUNCH_CHECK("add_rmsnorm_kernel");
 }
 

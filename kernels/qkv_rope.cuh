@@ -31,6 +31,7 @@ constexpr int kQkvRopeWarps = 4;  // heads per CTA
 template <int D>
 __global__ void qkv_rope_kernel(QkvRopeParams p) {
   allow_next_kernel_to_start();  // decode attention may stage its block table meanwhile
+  wait_for_previous_kernel();    // launched to overlap: the projection is complete only now
   constexpr int PER_LANE = D / 32;
   const int t = blockIdx.x, lane = threadIdx.x & 31;
   const int h = blockIdx.y * kQkvRopeWarps + (threadIdx.x >> 5);
@@ -84,12 +85,13 @@ __global__ void qkv_rope_kernel(QkvRopeParams p) {
   }
 }
 
-inline void launch_qkv_rope(const QkvRopeParams& p, int head_dim, cudaStream_t s) {
+// overlap: launched to overlap the projection before it (programmatic dependent launch).
+inline void launch_qkv_rope(const QkvRopeParams& p, int head_dim, cudaStream_t s, bool overlap = false) {
   if (p.T == 0) return;
   const dim3 grid(p.T, ceil_div(p.Hq + 2 * p.Hkv, kQkvRopeWarps)), block(kQkvRopeWarps * 32);
   switch (head_dim) {
-    case 64: qkv_rope_kernel<64><<<grid, block, 0, s>>>(p); break;
-    case 128: qkv_rope_kernel<128><<<grid, block, 0, s>>>(p); break;
+    case 64: launch_overlapping(overlap, qkv_rope_kernel<64>, grid, block, 0, s, p); break;
+    case 128: launch_overlapping(overlap, qkv_rope_kernel<128>, grid, block, 0, s, p); break;
     default: throw std::runtime_error("qkv_rope: unsupported head_dim: " + std::to_string(head_dim) + " (supported: 64, 128)");
   }
   PAGODA_LAUNCH_CHECK("qkv_rope_kernel");

@@ -293,19 +293,30 @@ void check_prefill(const std::vector<std::pair<int, int>>& seqs, int Hq, int Hkv
 
 // ---- norm, rope, activation --------------------------------------------------------------------
 
-void check_norm(int T, int H) {
+// overlapped: a bf16 delta (the engine's projection output) written late by a kernel before it, the norm
+// launched to overlap that kernel — a norm that read the delta early would produce NaNs.
+void check_norm(int T, int H, bool overlapped = false) {
   std::normal_distribution<float> d(0, 1);
   std::vector<float> res(static_cast<size_t>(T) * H), delta(res.size());
   for (auto& x : res) x = d(rng);
-  for (auto& x : delta) x = d(rng);
+  for (auto& x : delta) x = overlapped ? bf16_to_f(f_to_bf16(d(rng))) : d(rng);
   auto w = random_bf16(H);
   Dev<float> dr(res.size()), dd(delta.size());
-  Dev<bf16> dw(H), dout(res.size());
+  Dev<bf16> dw(H), dout(res.size()), dd16(delta.size()), dsrc(delta.size());
   dr.put(res);
   dd.put(delta);
   dw.put(*reinterpret_cast<std::vector<bf16>*>(&w));
   dout.poison();
-  launch_add_rmsnorm(dr.p, dd.p, dw.p, dout.p, nullptr, T, H, 1e-6f, nullptr);
+  if (overlapped) {
+    std::vector<uint16_t> bits(delta.size());
+    for (size_t i = 0; i < bits.size(); i++) bits[i] = f_to_bf16(delta[i]);
+    dsrc.put(*reinterpret_cast<std::vector<bf16>*>(&bits));
+    dd16.poison();
+    slow_copy(dsrc.p, dd16.p, T * H);
+    launch_add_rmsnorm(dr.p, dd16.p, dw.p, dout.p, nullptr, T, H, 1e-6f, nullptr, /*overlap=*/true);
+  } else {
+    launch_add_rmsnorm(dr.p, dd.p, dw.p, dout.p, nullptr, T, H, 1e-6f, nullptr);
+  }
   PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
   auto got = dout.get();
   auto got_res = dr.get();
@@ -323,10 +334,13 @@ void check_norm(int T, int H) {
   }
   bool written;
   double err = rel_err([&](size_t i) { return __bfloat162float(got[i]); }, [&](size_t i) { return ref[i]; }, ref.size(), written);
-  report("add_rmsnorm T=" + std::to_string(T) + " H=" + std::to_string(H), std::max(err, res_err), written);
+  report("add_rmsnorm T=" + std::to_string(T) + " H=" + std::to_string(H) + (overlapped ? " bf16 delta written late, overlapped" : ""),
+         std::max(err, res_err), written);
 }
 
-void check_qkv_rope(int T, int Hq, int Hkv, int D, bool qk_norm, bool bias) {
+// overlapped: the projection written late by a kernel before it (poisoned until then), qkv_rope launched
+// to overlap that kernel.
+void check_qkv_rope(int T, int Hq, int Hkv, int D, bool qk_norm, bool bias, bool overlapped = false) {
   const int W = (Hq + 2 * Hkv) * D, bs = 16, blocks = ceil_div(T, bs) + 2;
   auto qkv = random_bf16(static_cast<size_t>(T) * W);
   auto b = random_bf16(W, 0.1f), qn = random_bf16(D, 0.5f), kn = random_bf16(D, 0.5f);
@@ -354,9 +368,14 @@ void check_qkv_rope(int T, int Hq, int Hkv, int D, bool qk_norm, bool bias) {
   dq.poison();
   dkc.poison();
   dvc.poison();
-  QkvRopeParams p{dqkv.p, bias ? db.p : nullptr, qk_norm ? dqn.p : nullptr, qk_norm ? dkn.p : nullptr, dinv.p, dpos.p, dslot.p, dq.p,
-                  dkc.p, dvc.p, T, Hq, Hkv, bs, W, 1e-6f};
-  launch_qkv_rope(p, D, nullptr);
+  Dev<bf16> dlate(overlapped ? qkv.size() : 0);
+  if (overlapped) {
+    dlate.poison();
+    slow_copy(dqkv.p, dlate.p, T * W);
+  }
+  QkvRopeParams p{overlapped ? dlate.p : dqkv.p, bias ? db.p : nullptr, qk_norm ? dqn.p : nullptr, qk_norm ? dkn.p : nullptr, dinv.p,
+                  dpos.p, dslot.p, dq.p, dkc.p, dvc.p, T, Hq, Hkv, bs, W, 1e-6f};
+  launch_qkv_rope(p, D, nullptr, overlapped);
   PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
   auto gq = dq.get(), gk = dkc.get(), gv = dvc.get();
   std::vector<float> ref, gpu;
@@ -399,7 +418,8 @@ void check_qkv_rope(int T, int Hq, int Hkv, int D, bool qk_norm, bool bias) {
   bool w2;
   double err = rel_err([&](size_t i) { return gpu[i]; }, [&](size_t i) { return ref[i]; }, ref.size(), w2);
   char name[200];
-  std::snprintf(name, sizeof name, "qkv_rope T=%d Hq=%d Hkv=%d D=%d qk_norm=%d bias=%d", T, Hq, Hkv, D, qk_norm, bias);
+  std::snprintf(name, sizeof name, "qkv_rope T=%d Hq=%d Hkv=%d D=%d qk_norm=%d bias=%d%s", T, Hq, Hkv, D, qk_norm, bias,
+                overlapped ? " written late, overlapped" : "");
   report(name, err, written && w2, 1e-2);
 }
 
@@ -817,9 +837,11 @@ int main() {
   check_norm(7, 576);
   check_norm(64, 1024);
   check_norm(3, 4096);
+  check_norm(1, 1024, true);
   for (int D : {64, 128}) {
     check_qkv_rope(37, 16, 8, D, true, false);
     check_qkv_rope(5, 14, 2, D, false, true);
+    check_qkv_rope(1, 16, 8, D, true, false, true);
   }
   // skinny GEMM: every M it serves, K with and without a partial round (K / 8 not a multiple of 128),
   // Qwen3-0.6B / 8B-TP=2 shapes, both output types

@@ -402,7 +402,7 @@ void CudaRank::forward(int T, int E, bool identity_entries, int NT, int R, int s
     profiler_.mark("qk norm, rope, kv store", stream_);
     kernels::QkvRopeParams rp{qkv_.get(), L.qkv_bias.get(), L.q_norm.get(), L.k_norm.get(), inv_freq_.get(), in_.positions,
                               in_.slots, q_.get(), kc, vc, T, cfg_.num_heads, cfg_.num_kv_heads, bs_, Q + 2 * KV, eps};
-    kernels::launch_qkv_rope(rp, D, stream_);
+    kernels::launch_qkv_rope(rp, D, stream_, overlap_launches());
     if (E > 0) {
       profiler_.mark("decode attention", stream_);
       kernels::DecodeAttentionParams dp{q_.get(), kc, vc, in_.block_tables, in_.context_lens,
@@ -487,9 +487,10 @@ void CudaRank::add_norm(bool first, const bf16* weight, bf16* out, const int32_t
   const int H = cfg_.hidden_size;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
   if (first || proj_f32_) {
-    kernels::launch_add_rmsnorm<float>(residual_.get(), first ? nullptr : proj_.get(), weight, out, rows, n, H, eps, stream_);
+    kernels::launch_add_rmsnorm<float>(residual_.get(), first ? nullptr : proj_.get(), weight, out, rows, n, H, eps, stream_,
+                                     overlap_launches());
   } else {
-    kernels::launch_add_rmsnorm<bf16>(residual_.get(), proj_bf16_.get(), weight, out, rows, n, H, eps, stream_);
+    kernels::launch_add_rmsnorm<bf16>(residual_.get(), proj_bf16_.get(), weight, out, rows, n, H, eps, stream_, overlap_launches());
   }
 }
 
