@@ -18,7 +18,7 @@ namespace pagoda::kernels {
 
 constexpr int kSkinnyMaxRows = 4;
 constexpr int kSkinnyWarps = 8;   // warps per CTA: one output column each
-constexpr int kSkinnyUnroll = 4;  // 16-byte weight pieces in flight per lane
+constexpr int kSkinnyLoads = 4;   // 16-byte weight pieces in flight per lane (over its R weight rows)
 
 __device__ __forceinline__ Bf16x8 load_streaming(const bf16* p) {
   uint4 v;
@@ -53,14 +53,25 @@ __device__ __forceinline__ void accumulate_piece(float (&acc)[R][M], const Bf16x
 // silu(gate) * up, from the gate row n and the up row N + n of a stacked [2N, K] weight.
 enum class SkinnyEpilogue { kProduct, kSiluMul };
 
+// CTAs per SM the compiler is told to fit (__launch_bounds__), which sets its register budget. Measured
+// on an H200 (docs/perf.md): with an explicit 1 the product kernel takes 56 registers at M = 1 instead of
+// the 40 it got by default, and a Qwen3-8B TP=2 decode step's GEMMs run 4.6 % faster; the one-row
+// gate/up + SiLU kernel is fastest held to 40 registers (6 CTAs per SM; a 4-byte spill), which also puts
+// Qwen3-8B's 6,144 gate/up columns per GPU at TP=2 in one wave of warps.
+template <int M, SkinnyEpilogue EPI>
+__host__ __device__ constexpr int skinny_min_ctas_per_sm() {
+  return EPI == SkinnyEpilogue::kSiluMul && M == 1 ? 6 : 1;
+}
+
 // Grid: (ceil(N / kSkinnyWarps)). Block: kSkinnyWarps * 32. K % 8 == 0; W and X 16-byte aligned.
 // W: [N, K] for kProduct; [2N, K] (gate rows, then up rows) for kSiluMul. Y: [M, ldy], columns [0, N).
 template <int M, SkinnyEpilogue EPI, typename OutT>
-__global__ void __launch_bounds__(kSkinnyWarps * 32) skinny_gemm_kernel(const bf16* __restrict__ W,  // see above
+__global__ void __launch_bounds__(kSkinnyWarps * 32, skinny_min_ctas_per_sm<M, EPI>()) skinny_gemm_kernel(const bf16* __restrict__ W,  // see above
                                                                          const bf16* __restrict__ X,  // [M, K]
                                                                          OutT* __restrict__ Y,        // [M, ldy]
                                                                          int N, int K, int ldy) {
   constexpr int R = EPI == SkinnyEpilogue::kSiluMul ? 2 : 1;  // weight rows per warp
+  constexpr int UNROLL = kSkinnyLoads / R;                      // pieces of each row in flight per lane
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * kSkinnyWarps + (threadIdx.x >> 5);
   if (n >= N) return;
@@ -74,23 +85,23 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32) skinny_gemm_kernel(const bf
 #pragma unroll
     for (int m = 0; m < M; m++) acc[r][m] = 0.0f;
   int p = lane;
-  Bf16x8 wv[kSkinnyUnroll][R];
+  Bf16x8 wv[UNROLL][R];
   const auto load_round = [&]() {
 #pragma unroll
-    for (int u = 0; u < kSkinnyUnroll; u++)
+    for (int u = 0; u < UNROLL; u++)
 #pragma unroll
       for (int r = 0; r < R; r++) wv[u][r] = load_streaming(w[r] + (p + 32 * u) * 8);
   };
   // The first round of weight loads goes out before waiting for the kernel that writes X: launched with
   // overlap, it streams while that kernel finishes.
-  const bool first_round = p + 32 * (kSkinnyUnroll - 1) < pieces;
+  const bool first_round = p + 32 * (UNROLL - 1) < pieces;
   if (first_round) load_round();
   wait_for_previous_kernel();
-  // Full rounds: kSkinnyUnroll * R loads issued before any arithmetic.
-  for (bool loaded = first_round; p + 32 * (kSkinnyUnroll - 1) < pieces; p += 32 * kSkinnyUnroll, loaded = false) {
+  // Full rounds: UNROLL * R loads issued before any arithmetic.
+  for (bool loaded = first_round; p + 32 * (UNROLL - 1) < pieces; p += 32 * UNROLL, loaded = false) {
     if (!loaded) load_round();
 #pragma unroll
-    for (int u = 0; u < kSkinnyUnroll; u++) accumulate_piece<R, M>(acc, wv[u], X, K, (p + 32 * u) * 8);
+    for (int u = 0; u < UNROLL; u++) accumulate_piece<R, M>(acc, wv[u], X, K, (p + 32 * u) * 8);
   }
   for (; p < pieces; p += 32) {
     Bf16x8 last[R];
