@@ -41,10 +41,13 @@ __device__ __forceinline__ uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// Uniform in (0, 1), never 0 or 1.
-__device__ __forceinline__ float hash_uniform(uint64_t seed, uint32_t step, uint32_t index) {
-  uint64_t h = mix64(seed + 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) + 1));
-  h = mix64(h ^ (0xd1b54a32d192ed03ULL * (static_cast<uint64_t>(index) + 1)));
+// The noise of one row's draw: a per-(seed, step) key, then one hash per token. Uniform in (0, 1),
+// never 0 or 1.
+__device__ __forceinline__ uint64_t noise_key(uint64_t seed, uint32_t step) {
+  return mix64(seed + 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) + 1));
+}
+__device__ __forceinline__ float noise_uniform(uint64_t key, uint32_t index) {
+  const uint64_t h = mix64(key ^ (0xd1b54a32d192ed03ULL * (static_cast<uint64_t>(index) + 1)));
   return (static_cast<float>(h >> 40) + 0.5f) * (1.0f / 16777216.0f);
 }
 
@@ -96,7 +99,102 @@ __global__ void apply_penalties_kernel(float* __restrict__ logits,             /
   x += e.bias;
 }
 
-// Grid: (R). Block: 1024.
+// What the final pass over a row gathers, per thread and then per block.
+struct RowScan {
+  float best = -INFINITY;      // largest working logit ...
+  int best_i = 0x7fffffff;     // ... and its index (the greedy answer; lowest index on ties)
+  float key = -INFINITY;       // largest Gumbel-max key among the kept tokens ...
+  int key_i = 0x7fffffff;      // ... and its index (the sampled answer)
+  float raw_max = -INFINITY;   // log-sum-exp of the raw logits, kept as max ...
+  float raw_sum = 0.0f;        // ... and sum of exp(raw - max)
+};
+
+// How the final pass treats a row.
+struct ScanSettings {
+  bool gumbel;     // draw a token (false: greedy)
+  float inv_t;     // 1 / temperature
+  float mx;        // subtracted before scaling: the row's max when filtered, else 0 (keys differ by a constant)
+  float tau;       // keep tokens with exp((x - mx) / T) >= tau (filtered rows only)
+  uint64_t noise;  // noise_key(seed, step)
+};
+
+// Token i with working logit v and raw logit r. A thread visits its tokens in increasing index order,
+// so a strict comparison keeps the lowest index among equal values.
+template <bool kFiltered>
+__device__ __forceinline__ void scan_token(RowScan& a, int i, float v, float r, const ScanSettings& c) {
+  if (v > a.best) {
+    a.best = v;
+    a.best_i = i;
+  }
+  if (c.gumbel) {
+    const float lp = (v - c.mx) * c.inv_t;  // log p_i, up to a constant
+    if (!kFiltered || __expf(lp) >= c.tau) {
+      const float k = lp - __logf(-__logf(noise_uniform(c.noise, static_cast<uint32_t>(i))));
+      if (k > a.key) {
+        a.key = k;
+        a.key_i = i;
+      }
+    }
+  }
+  if (r > a.raw_max) {
+    a.raw_sum = a.raw_sum * __expf(a.raw_max - r) + 1.0f;
+    a.raw_max = r;
+  } else if (r > -INFINITY) {
+    a.raw_sum += __expf(r - a.raw_max);
+  }
+}
+
+// One read of the row's working logits x[V] (and raw[V] when they differ), 16 bytes per load where
+// the rows allow it.
+template <bool kFiltered>
+__device__ __forceinline__ void scan_row(const float* x, const float* raw, int V, const ScanSettings& c, RowScan& a) {
+  const bool same = raw == x;
+  const bool vec = (V & 3) == 0 && ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(raw)) & 15) == 0;
+  if (vec) {
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    const float4* r4 = reinterpret_cast<const float4*>(raw);
+    for (int j = threadIdx.x; j < V / 4; j += blockDim.x) {
+      const float4 v = x4[j];
+      const float4 r = same ? v : r4[j];
+      scan_token<kFiltered>(a, 4 * j, v.x, r.x, c);
+      scan_token<kFiltered>(a, 4 * j + 1, v.y, r.y, c);
+      scan_token<kFiltered>(a, 4 * j + 2, v.z, r.z, c);
+      scan_token<kFiltered>(a, 4 * j + 3, v.w, r.w, c);
+    }
+  } else {
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+      const float v = x[i];
+      scan_token<kFiltered>(a, i, v, same ? v : raw[i], c);
+    }
+  }
+}
+
+// Combines (max, sum of exp(x - max)) pairs across the block; every thread gets the result.
+__device__ __forceinline__ void merge_lse(float& m, float& s, float m2, float s2) {
+  const float top = fmaxf(m, m2);
+  if (top == -INFINITY) return;  // both empty
+  s = s * __expf(m - top) + s2 * __expf(m2 - top);
+  m = top;
+}
+__device__ __forceinline__ void block_lse(float& m, float& s, float* sm, float* ss) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) merge_lse(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+  __syncthreads();
+  if (lane == 0) {
+    sm[warp] = m;
+    ss[warp] = s;
+  }
+  __syncthreads();
+  m = lane < warps ? sm[lane] : -INFINITY;
+  s = lane < warps ? ss[lane] : 0.0f;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) merge_lse(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+}
+
+// Grid: (R). Block: 1024. Rows without top-k / top-p / min-p (greedy ones too) are read once: argmax,
+// Gumbel-max draw and the raw log-sum-exp in the same pass. Filtered rows first find the max, then
+// their threshold tau by bisection, then make the same final pass keeping only tokens with p >= tau.
 __global__ void __launch_bounds__(1024) sample_kernel(SamplingParams p) {
   __shared__ float sv[32];
   __shared__ int si[32];
@@ -106,43 +204,38 @@ __global__ void __launch_bounds__(1024) sample_kernel(SamplingParams p) {
   const float* raw = p.raw_logits + static_cast<int64_t>(r) * p.V;
   const float temp = p.temperature[r];
   const int top_k = p.top_k[r];
+  const float top_p = p.top_p[r];
   const bool greedy = temp < 1e-5f || top_k == 1;
-
-  // max of the working logits (also the greedy answer)
-  float best = -INFINITY;
-  int best_i = 0x7fffffff;
-  for (int i = threadIdx.x; i < p.V; i += blockDim.x) {
-    const float v = x[i];
-    if (v > best || (v == best && i < best_i)) {
-      best = v;
-      best_i = i;
-    }
-  }
-  block_argmax(best, best_i, sv, si);
-  int token = best_i;
-  if (!greedy) {
-    const float mx = best, inv_t = 1.0f / temp;
-    // p_i = exp((x_i - mx) / T) in (0, 1]; the largest is 1.
-    float tau = p.min_p[r];  // min-p: keep p_i >= min_p * max p
+  const uint64_t seed = static_cast<uint64_t>(p.seed[2 * r]) | static_cast<uint64_t>(p.seed[2 * r + 1]) << 32;
+  ScanSettings c{!greedy, greedy ? 0.0f : 1.0f / temp, 0.0f, p.min_p[r], noise_key(seed, static_cast<uint32_t>(p.step[r]))};
+  const bool filtered = !greedy && (c.tau > 0.0f || (top_k > 0 && top_k < p.V) || top_p < 1.0f);
+  RowScan a;
+  if (!filtered) {
+    scan_row<false>(x, raw, p.V, c, a);
+  } else {
+    // p_i = exp((x_i - mx) / T) in (0, 1]; the largest is 1. min-p keeps p_i >= min_p.
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < p.V; i += blockDim.x) mx = fmaxf(mx, x[i]);
+    mx = block_max(mx, scratch);
+    const float inv_t = c.inv_t;
     if (top_k > 0 && top_k < p.V) {
       float lo = 0.0f, hi = 1.0f;  // invariant: count(p >= lo) >= k
       for (int it = 0; it < 32; it++) {
         const float mid = 0.5f * (lo + hi);
-        float c = 0.0f;
-        for (int i = threadIdx.x; i < p.V; i += blockDim.x) c += __expf((x[i] - mx) * inv_t) >= mid ? 1.0f : 0.0f;
-        if (block_sum(c, scratch) >= static_cast<float>(top_k)) lo = mid; else hi = mid;
+        float n = 0.0f;
+        for (int i = threadIdx.x; i < p.V; i += blockDim.x) n += __expf((x[i] - mx) * inv_t) >= mid ? 1.0f : 0.0f;
+        if (block_sum(n, scratch) >= static_cast<float>(top_k)) lo = mid; else hi = mid;
       }
-      tau = fmaxf(tau, lo);
+      c.tau = fmaxf(c.tau, lo);
     }
-    const float top_p = p.top_p[r];
     if (top_p < 1.0f) {
       float z = 0.0f;
       for (int i = threadIdx.x; i < p.V; i += blockDim.x) {
         const float e = __expf((x[i] - mx) * inv_t);
-        z += e >= tau ? e : 0.0f;
+        z += e >= c.tau ? e : 0.0f;
       }
       const float target = top_p * block_sum(z, scratch);
-      float lo = tau, hi = 1.0f;  // invariant: mass(p >= lo) >= target
+      float lo = c.tau, hi = 1.0f;  // invariant: mass(p >= lo) >= target
       for (int it = 0; it < 32; it++) {
         const float mid = 0.5f * (lo + hi);
         float mass = 0.0f;
@@ -152,34 +245,20 @@ __global__ void __launch_bounds__(1024) sample_kernel(SamplingParams p) {
         }
         if (block_sum(mass, scratch) >= target) lo = mid; else hi = mid;
       }
-      tau = fmaxf(tau, lo);
+      c.tau = fmaxf(c.tau, lo);
     }
-    const uint64_t seed = static_cast<uint64_t>(p.seed[2 * r]) | static_cast<uint64_t>(p.seed[2 * r + 1]) << 32;
-    const uint32_t step = static_cast<uint32_t>(p.step[r]);
-    float key = -INFINITY;
-    int key_i = 0x7fffffff;
-    for (int i = threadIdx.x; i < p.V; i += blockDim.x) {
-      const float lp = (x[i] - mx) * inv_t;  // log p_i
-      if (__expf(lp) < tau) continue;
-      const float k = lp - __logf(-__logf(hash_uniform(seed, step, static_cast<uint32_t>(i))));
-      if (k > key || (k == key && i < key_i)) {
-        key = k;
-        key_i = i;
-      }
-    }
-    block_argmax(key, key_i, sv, si);
-    token = key_i < p.V ? key_i : best_i;  // tau never exceeds the max's p = 1, so a token is kept
+    c.mx = mx;
+    scan_row<true>(x, raw, p.V, c, a);
   }
-  // log-probability of the chosen token under the raw distribution
-  float rmx = -INFINITY;
-  for (int i = threadIdx.x; i < p.V; i += blockDim.x) rmx = fmaxf(rmx, raw[i]);
-  rmx = block_max(rmx, scratch);
-  float se = 0.0f;
-  for (int i = threadIdx.x; i < p.V; i += blockDim.x) se += __expf(raw[i] - rmx);
-  se = block_sum(se, scratch);
+  block_argmax(a.best, a.best_i, sv, si);
+  if (!greedy) block_argmax(a.key, a.key_i, sv, si);  // greedy is the row's: the whole block takes one branch
+  block_lse(a.raw_max, a.raw_sum, sv, scratch);
+  // tau never exceeds the max's p = 1, so a sampled row keeps a token; the fallbacks are for rows whose
+  // every working logit is -inf (all banned by logit_bias) or NaN
+  const int token = !greedy && a.key_i < p.V ? a.key_i : a.best_i < p.V ? a.best_i : 0;
   if (threadIdx.x == 0) {
     p.tokens[r] = token;
-    p.logprobs[r] = raw[token] - rmx - __logf(se);
+    p.logprobs[r] = raw[token] - a.raw_max - __logf(a.raw_sum);
   }
 }
 

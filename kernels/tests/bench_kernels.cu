@@ -4,6 +4,7 @@
 //   prefill attention: TFLOP/s (causal: 4 * heads * D * sum of attended keys);
 //   the linear layers of one decode step (Qwen3-0.6B; Qwen3-8B at TP=1 and 2), graph-replayed: cuBLAS and
 //   Pagoda's skinny kernel for M <= 4.
+//   token selection (--sampling): one sample_kernel call over R float32 logit rows.
 // Timing: CUDA events, warm-up, median of repeated runs, inputs rotated across several buffers so
 // repeated runs do not read from L2.
 #include <cublas_v2.h>
@@ -22,6 +23,7 @@
 #include "decode_attention.cuh"
 #include "decode_attention_mma.cuh"
 #include "prefill_attention.cuh"
+#include "sampling.cuh"
 #include "skinny_gemm.cuh"
 
 using namespace pagoda::kernels;
@@ -453,6 +455,55 @@ void bench_read_ceiling(size_t bytes) {
   cudaFree(sink);
 }
 
+// Token selection for R rows of a V-token vocabulary (float32 logits, as the LM head writes them):
+// plain temperature rows (the nano-vllm workload: T 0.6), greedy rows, and top-p 0.95 rows. Bytes: the
+// logits read once; the figure shows how far a call is from one pass at full bandwidth.
+__global__ void fill_logits(float* p, size_t n, uint64_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint64_t z = (i + 1) * 0x9e3779b97f4a7c15ULL ^ seed;
+    z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ULL;
+    p[i] = (static_cast<float>(z >> 40) / 16777216.0f - 0.5f) * 16.0f;
+  }
+}
+
+void bench_sampling(int R, int V, const char* kind, float temperature, float top_p) {
+  const int sets = 3;
+  const size_t n = static_cast<size_t>(R) * V;
+  std::vector<float*> logits(sets);
+  for (int s = 0; s < sets; s++) {
+    PAGODA_CUDA_CHECK(cudaMalloc(&logits[s], n * 4));
+    fill_logits<<<1024, 256>>>(logits[s], n, 17 + s);
+  }
+  const std::vector<float> t(R, temperature), tp(R, top_p), mp(R, 0.0f), lp(R);
+  const std::vector<int32_t> k(R, 0), step(R, 3), tok(R);
+  std::vector<uint32_t> seed(2 * R, 12345);
+  float *dt, *dtp, *dmp, *dlp;
+  int32_t *dk, *ds, *dtok;
+  uint32_t* dseed;
+  for (float** f : {&dt, &dtp, &dmp, &dlp}) PAGODA_CUDA_CHECK(cudaMalloc(f, R * 4));
+  for (int32_t** i : {&dk, &ds, &dtok}) PAGODA_CUDA_CHECK(cudaMalloc(i, R * 4));
+  PAGODA_CUDA_CHECK(cudaMalloc(&dseed, R * 8));
+  cudaMemcpy(dt, t.data(), R * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(dtp, tp.data(), R * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(dmp, mp.data(), R * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(dk, k.data(), R * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(ds, step.data(), R * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(dseed, seed.data(), R * 8, cudaMemcpyHostToDevice);
+  const auto call = [&](int i, cudaStream_t s) {
+    const float* x = logits[i % sets];
+    launch_sample(SamplingParams{x, x, dt, dtp, dk, dmp, dseed, ds, dtok, dlp, R, V}, s);
+  };
+  const float ms = median_ms([&](int i) { call(i, nullptr); });
+  const float in_graph = graph_ms(call);
+  const double bytes = static_cast<double>(n) * 4;
+  std::printf("sample %-13s R=%-4d V=%-7d %9.1f us  %5.2f TB/s | in graph %7.1f us  %5.2f TB/s\n", kind, R, V, ms * 1e3,
+              bytes / (ms * 1e-3) / 1e12, in_graph * 1e3, bytes / (in_graph * 1e-3) / 1e12);
+  for (float* p : logits) cudaFree(p);
+  for (void* p : {static_cast<void*>(dt), static_cast<void*>(dtp), static_cast<void*>(dmp), static_cast<void*>(dlp),
+                  static_cast<void*>(dk), static_cast<void*>(ds), static_cast<void*>(dtok), static_cast<void*>(dseed)})
+    cudaFree(p);
+}
+
 // --attention: the decode-attention rows only.
 int main(int argc, char** argv) {
   const bool attention_only = argc > 1 && std::string(argv[1]) == "--attention";
@@ -490,6 +541,15 @@ int main(int argc, char** argv) {
       bench_read_ceiling(static_cast<size_t>(ctx) * 8 * 128 * 2 * 2);
       bench_decode(1, ctx, 16);
       bench_decode(1, ctx, 16, 0, 16, 8, &kTensorCores);
+    }
+    return 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--sampling") {
+    // Token selection over Qwen3's vocabulary: one row (batch-1 decode) to a full batch
+    for (int R : {1, 8, 64, 128, 256}) {
+      bench_sampling(R, 151936, "T 0.6", 0.6f, 1.0f);
+      bench_sampling(R, 151936, "greedy", 0.0f, 1.0f);
+      bench_sampling(R, 151936, "T 0.6 top-p", 0.6f, 0.95f);
     }
     return 0;
   }

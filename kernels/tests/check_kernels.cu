@@ -646,6 +646,90 @@ void check_sampling(int R, int V) {
   std::printf("%-4s %-78s max |freq - p| %.3f\n", ok2 ? "ok" : "FAIL", "sample: temperature 0.7 frequencies over 4096 draws match softmax", worst);
 }
 
+// The host's copy of the GPU's noise (noise_key / noise_uniform in sampling.cuh), in double precision.
+uint64_t host_mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+double host_noise_uniform(uint64_t seed, uint32_t step, uint32_t index) {
+  const uint64_t key = host_mix64(seed + 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) + 1));
+  const uint64_t h = host_mix64(key ^ (0xd1b54a32d192ed03ULL * (static_cast<uint64_t>(index) + 1)));
+  return (static_cast<double>(h >> 40) + 0.5) / 16777216.0;
+}
+
+// Unfiltered rows (the one-pass path): the drawn token is exactly the host's Gumbel-max argmax of
+// x / T - log(-log u) over the same noise, or a near-tie of it (fast-math logs on the GPU); greedy rows
+// give the argmax; log-probabilities are of the raw logits even when a penalised copy is sampled.
+void check_sampling_exact(int R, int V, bool penalised) {
+  std::normal_distribution<float> d(0, 3);
+  std::vector<float> raw(static_cast<size_t>(R) * V), work(raw.size());
+  for (auto& x : raw) x = d(rng);
+  std::uniform_real_distribution<float> shift(-2.0f, 2.0f);
+  for (size_t i = 0; i < raw.size(); i++) work[i] = penalised && i % 7 == 0 ? raw[i] + shift(rng) : raw[i];
+  std::vector<float> temp(R), top_p(R, 1.0f), min_p(R, 0.0f);
+  std::vector<int32_t> top_k(R, 0), step(R);
+  std::vector<uint32_t> seed(2 * R);
+  for (int r = 0; r < R; r++) {
+    temp[r] = r % 5 == 0 ? 0.0f : 0.3f + 0.1f * static_cast<float>(r % 9);
+    if (r % 10 == 3) top_k[r] = V;  // covers the whole vocabulary: no filter
+    step[r] = static_cast<int32_t>(rng() % 1000);
+    seed[2 * r] = static_cast<uint32_t>(rng());
+    seed[2 * r + 1] = static_cast<uint32_t>(rng());
+  }
+  Dev<float> dw(work.size()), draw(raw.size()), dt(R), dp(R), dm(R), dlp(R);
+  Dev<int32_t> dk(R), ds(R), dtok(R);
+  Dev<uint32_t> dseed(2 * R);
+  dw.put(work);
+  draw.put(raw);
+  dt.put(temp);
+  dp.put(top_p);
+  dm.put(min_p);
+  dk.put(top_k);
+  ds.put(step);
+  dseed.put(seed);
+  SamplingParams p{dw.p, penalised ? draw.p : dw.p, dt.p, dp.p, dk.p, dm.p, dseed.p, ds.p, dtok.p, dlp.p, R, V};
+  dtok.poison();
+  launch_sample(p, nullptr);
+  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+  const auto tok = dtok.get();
+  const auto lp = dlp.get();
+  int bad = 0, near_ties = 0;
+  double lp_err = 0;
+  for (int r = 0; r < R; r++) {
+    const float* x = work.data() + static_cast<size_t>(r) * V;
+    const float* xr = raw.data() + static_cast<size_t>(r) * V;
+    const uint64_t s = static_cast<uint64_t>(seed[2 * r]) | static_cast<uint64_t>(seed[2 * r + 1]) << 32;
+    std::vector<double> key(V);
+    int want = 0;
+    for (int i = 0; i < V; i++) {
+      key[i] = temp[r] == 0.0f ? x[i] : x[i] / static_cast<double>(temp[r]) -
+                                            std::log(-std::log(host_noise_uniform(s, static_cast<uint32_t>(step[r]), static_cast<uint32_t>(i))));
+      if (key[i] > key[want]) want = i;
+    }
+    const int t = tok[r];
+    if (t < 0 || t >= V) {
+      bad++;
+      continue;
+    }
+    if (t != want) {
+      if (key[want] - key[t] < 1e-4 * (1.0 + std::fabs(key[want]))) near_ties++;
+      else bad++;
+    }
+    double mx = xr[0], se = 0;
+    for (int i = 0; i < V; i++) mx = std::max(mx, static_cast<double>(xr[i]));
+    for (int i = 0; i < V; i++) se += std::exp(xr[i] - mx);
+    lp_err = std::max(lp_err, std::fabs(lp[r] - (xr[t] - mx - std::log(se))));
+  }
+  checks++;
+  const bool ok = bad == 0 && near_ties <= R / 16 && lp_err < 1e-3;
+  if (!ok) failures++;
+  char name[200];
+  std::snprintf(name, sizeof name, "sample R=%d V=%d unfiltered rows%s: the host's Gumbel-max draw", R, V,
+                penalised ? ", penalised copy" : "");
+  std::printf("%-4s %-78s %d bad rows, %d near-ties, logprob err %.1e\n", ok ? "ok" : "FAIL", name, bad, near_ties, lp_err);
+}
+
 // Repetition / frequency / presence penalties applied to a working copy of the logits.
 void check_penalties(int R, int V) {
   std::normal_distribution<float> d(0, 2);
@@ -864,6 +948,9 @@ int main() {
   check_silu(64, 1536);
   check_decode_indirect();
   check_sampling(64, 151936);
+  check_sampling_exact(64, 151936, false);
+  check_sampling_exact(32, 151936, true);
+  check_sampling_exact(32, 1001, false);
   check_penalties(16, 151936);
   check_rejections();
   std::printf("\nkernel checks: %d passed, %d failed\n", checks - failures, failures);

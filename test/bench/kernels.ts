@@ -2,7 +2,7 @@
  * `npm run bench:kernels`: Pagoda's kernel figures (decode attention bandwidth, prefill TFLOP/s, one
  * decode step's linear layers) and, in the same run, the PyTorch anchors on the same GPU
  * (shared/bench/torch_kernel_anchors.py: SDPA decode on contiguous KV, cuBLAS GEMMs via torch).
- * `npm run bench:kernels -- --long-context` (or --fixed-cost, --split-sweep, --timeline, --attention, --linear): one sweep of
+ * `npm run bench:kernels -- --long-context` (or --fixed-cost, --split-sweep, --timeline, --attention, --linear, --sampling): one sweep of
  * bench_kernels only, no anchors.
  */
 import { spawnSync } from 'node:child_process';
