@@ -91,6 +91,26 @@ __device__ __forceinline__ uint32_t sm_id() {
 
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+// Split work merged by its last CTA (decode attention's split-K, token selection's split rows): a CTA
+// whose partials are written counts itself in at `counter`; the last of the `splits` CTAs of its group
+// gets true, sees every partial, merges them and so saves a separate merge kernel. It re-arms the
+// counter for the next launch. Every thread of the CTA calls.
+__device__ __forceinline__ bool arrive_last_split(int32_t* counter, int splits) {
+  __shared__ int last;
+  __syncthreads();  // every thread's partials are stored before thread 0 releases them
+  if (threadIdx.x == 0) {
+    int32_t before;
+    // release: this CTA's partials (ordered before it by the barrier) are visible to whoever acquires the
+    // counter after it; acquire: the last arrival sees every earlier CTA's partials (its other threads
+    // through the barrier below)
+    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(before) : "l"(counter) : "memory");
+    last = before == splits - 1;
+    if (last) *counter = 0;  // every CTA of the group has arrived: nothing else touches it in this launch
+  }
+  __syncthreads();
+  return last;
+}
+
 // Programmatic dependent launch (Hopper). A kernel launched with launch_overlapping() may start while the
 // previous kernel in its stream still runs, once every CTA of that kernel has called
 // allow_next_kernel_to_start() (or exited). Until it calls wait_for_previous_kernel() it may read only

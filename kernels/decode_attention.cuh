@@ -197,25 +197,6 @@ __host__ __device__ constexpr int decode_merge_scratch_floats(int heads, int thr
 // (entry, CTA group), at most one CTA group per query head.
 inline size_t decode_split_counters(int max_entries, int q_heads) { return static_cast<size_t>(max_entries) * q_heads; }
 
-// Fused split-K merge: a CTA whose partials are written counts itself in at `counter`; the last of the
-// `splits` CTAs of its (entry, head group) gets true, sees every partial, merges them and so saves the
-// separate merge kernel. It re-arms the counter for the next launch. Every thread of the CTA calls.
-__device__ __forceinline__ bool arrive_last_split(int32_t* counter, int splits) {
-  __shared__ int last;
-  __syncthreads();  // every thread's partials are stored before thread 0 releases them
-  if (threadIdx.x == 0) {
-    int32_t before;
-    // release: this CTA's partials (ordered before it by the barrier) are visible to whoever acquires the
-    // counter after it; acquire: the last arrival sees every earlier CTA's partials (its other threads
-    // through the barrier below)
-    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(before) : "l"(counter) : "memory");
-    last = before == splits - 1;
-    if (last) *counter = 0;  // every CTA of the group has arrived: nothing else touches it in this launch
-  }
-  __syncthreads();
-  return last;
-}
-
 // The arrival counter of (entry e, CTA group g) in a grid of `groups` CTA groups per entry.
 __device__ __forceinline__ int32_t* decode_group_counter(const DecodeAttentionParams& p, int e, int g, int groups) {
   return p.split_done + static_cast<int64_t>(e) * groups + g;

@@ -456,8 +456,9 @@ void bench_read_ceiling(size_t bytes) {
 }
 
 // Token selection for R rows of a V-token vocabulary (float32 logits, as the LM head writes them):
-// plain temperature rows (the nano-vllm workload: T 0.6), greedy rows, and top-p 0.95 rows. Bytes: the
-// logits read once; the figure shows how far a call is from one pass at full bandwidth.
+// plain temperature rows (the nano-vllm workload: T 0.6), greedy rows, and top-p 0.95 rows, with the
+// engine's split of small batches. Bytes: the logits read once; the figure shows how far a call is
+// from one pass at full bandwidth.
 __global__ void fill_logits(float* p, size_t n, uint64_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     uint64_t z = (i + 1) * 0x9e3779b97f4a7c15ULL ^ seed;
@@ -483,6 +484,12 @@ void bench_sampling(int R, int V, const char* kind, float temperature, float top
   for (float** f : {&dt, &dtp, &dmp, &dlp}) PAGODA_CUDA_CHECK(cudaMalloc(f, R * 4));
   for (int32_t** i : {&dk, &ds, &dtok}) PAGODA_CUDA_CHECK(cudaMalloc(i, R * 4));
   PAGODA_CUDA_CHECK(cudaMalloc(&dseed, R * 8));
+  RowScan* partials;
+  int32_t* arrivals;
+  PAGODA_CUDA_CHECK(cudaMalloc(&partials, sizeof(RowScan) * R * kSampleMaxSplits));
+  PAGODA_CUDA_CHECK(cudaMalloc(&arrivals, R * 4));
+  PAGODA_CUDA_CHECK(cudaMemset(arrivals, 0, R * 4));
+  const int splits = sample_splits(R, num_sms());
   cudaMemcpy(dt, t.data(), R * 4, cudaMemcpyHostToDevice);
   cudaMemcpy(dtp, tp.data(), R * 4, cudaMemcpyHostToDevice);
   cudaMemcpy(dmp, mp.data(), R * 4, cudaMemcpyHostToDevice);
@@ -491,16 +498,18 @@ void bench_sampling(int R, int V, const char* kind, float temperature, float top
   cudaMemcpy(dseed, seed.data(), R * 8, cudaMemcpyHostToDevice);
   const auto call = [&](int i, cudaStream_t s) {
     const float* x = logits[i % sets];
-    launch_sample(SamplingParams{x, x, dt, dtp, dk, dmp, dseed, ds, dtok, dlp, R, V}, s);
+    launch_sample(SamplingParams{x, x, dt, dtp, dk, dmp, dseed, ds, dtok, dlp, R, V, partials, arrivals}, splits, s);
   };
   const float ms = median_ms([&](int i) { call(i, nullptr); });
   const float in_graph = graph_ms(call);
   const double bytes = static_cast<double>(n) * 4;
-  std::printf("sample %-13s R=%-4d V=%-7d %9.1f us  %5.2f TB/s | in graph %7.1f us  %5.2f TB/s\n", kind, R, V, ms * 1e3,
+  std::printf("sample %-13s R=%-4d V=%-7d CTAs per row %-2d %9.1f us  %5.2f TB/s | in graph %7.1f us  %5.2f TB/s\n", kind, R, V,
+              top_p < 1.0f ? 1 : splits, ms * 1e3,
               bytes / (ms * 1e-3) / 1e12, in_graph * 1e3, bytes / (in_graph * 1e-3) / 1e12);
   for (float* p : logits) cudaFree(p);
   for (void* p : {static_cast<void*>(dt), static_cast<void*>(dtp), static_cast<void*>(dmp), static_cast<void*>(dlp),
-                  static_cast<void*>(dk), static_cast<void*>(ds), static_cast<void*>(dtok), static_cast<void*>(dseed)})
+                  static_cast<void*>(dk), static_cast<void*>(ds), static_cast<void*>(dtok), static_cast<void*>(dseed),
+                  static_cast<void*>(partials), static_cast<void*>(arrivals)})
     cudaFree(p);
 }
 

@@ -541,18 +541,48 @@ void check_skinny_gemm_silu_mul(int M, int I, int K, bool overlapped = false) {
 
 // ---- sampling ------------------------------------------------------------------------------------
 
+// Scratch for token selection split over several CTAs per row (launch_sample with splits > 1).
+struct SampleSplitScratch {
+  Dev<RowScan> partials;
+  Dev<int32_t> arrivals;
+  explicit SampleSplitScratch(int R) : partials(static_cast<size_t>(R) * kSampleMaxSplits), arrivals(R) {
+    PAGODA_CUDA_CHECK(cudaMemset(arrivals.p, 0, R * sizeof(int32_t)));
+  }
+  void attach(SamplingParams& p) {
+    p.partials = partials.p;
+    p.arrivals = arrivals.p;
+  }
+};
+
+int gpu_sms() {
+  cudaDeviceProp prop{};
+  PAGODA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  return prop.multiProcessorCount;
+}
+
+// Filtered rows (top-k, top-p, min-p, combined) and greedy ones: each token inside its filter, the
+// same tokens with and without split rows; then the empirical distribution of 4096 seeded draws from
+// one small row against softmax(x / T) renormalised over the filter's set.
 void check_sampling(int R, int V) {
   std::normal_distribution<float> d(0, 3);
   std::vector<float> logits(static_cast<size_t>(R) * V);
   for (auto& x : logits) x = d(rng);
+  // row r % 8: greedy; top-k 3; top-p 0.05; min-p 0.5; top-k 50; top-p 0.9; top-k 20 and top-p 0.95; plain
+  const int kinds = 8;
   std::vector<float> temp(R), top_p(R, 1.0f), min_p(R, 0.0f);
   std::vector<int32_t> top_k(R, 0), step(R, 5);
   std::vector<uint32_t> seed(2 * R);
   for (int r = 0; r < R; r++) {
-    temp[r] = r % 4 == 0 ? 0.0f : 0.8f;
-    if (r % 4 == 1) top_k[r] = 3;
-    if (r % 4 == 2) top_p[r] = 0.05f;
-    if (r % 4 == 3) min_p[r] = 0.5f;
+    temp[r] = r % kinds == 0 ? 0.0f : 0.8f;
+    if (r % kinds == 1) top_k[r] = 3;
+    if (r % kinds == 2) top_p[r] = 0.05f;
+    if (r % kinds == 3) min_p[r] = 0.5f;
+    if (r % kinds == 4) top_k[r] = 50;
+    if (r % kinds == 5) top_p[r] = 0.9f;
+    if (r % kinds == 6) {
+      top_k[r] = 20;
+      top_p[r] = 0.95f;
+    }
     seed[2 * r] = static_cast<uint32_t>(rng());
   }
   Dev<float> dl(logits.size()), dt(R), dp(R), dm(R), dlp(R);
@@ -566,11 +596,13 @@ void check_sampling(int R, int V) {
   ds.put(step);
   dseed.put(seed);
   SamplingParams p{dl.p, dl.p, dt.p, dp.p, dk.p, dm.p, dseed.p, ds.p, dtok.p, dlp.p, R, V};
-  launch_sample(p, nullptr);
+  SampleSplitScratch split(R);
+  split.attach(p);
+  launch_sample(p, kSampleMaxSplits, nullptr);  // greedy and plain rows split, filtered rows in their first CTA
   PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
   auto tok = dtok.get();
   auto lp = dlp.get();
-  launch_sample(p, nullptr);  // same seeds, same steps: same tokens
+  launch_sample(p, 1, nullptr);  // same seeds, same steps, one CTA per row: same tokens
   auto tok2 = dtok.get();
   int bad = 0;
   double lp_err = 0;
@@ -586,16 +618,22 @@ void check_sampling(int R, int V) {
     }
     const int rank = static_cast<int>(std::find(order.begin(), order.end(), t) - order.begin());
     const float T = temp[r];
-    if (r % 4 == 0 && rank != 0) bad++;                      // greedy
-    if (r % 4 == 1 && rank >= 3) bad++;                      // top-k 3
-    if (r % 4 == 2) {                                        // top-p 0.05: within the smallest set reaching 5% mass
+    // the smallest set of the most likely tokens whose probability reaches `frac` of the first `within`
+    const auto nucleus = [&](double frac, int within) {
       double z = 0, cum = 0;
-      for (int i = 0; i < V; i++) z += std::exp((x[i] - x[order[0]]) / T);
+      for (int i = 0; i < within; i++) z += std::exp((x[order[i]] - x[order[0]]) / T);
       int keep = 0;
-      while (cum < 0.05 * z) cum += std::exp((x[order[keep++]] - x[order[0]]) / T);
-      if (rank >= keep + 1) bad++;
-    }
-    if (r % 4 == 3 && std::exp((x[t] - x[order[0]]) / T) < 0.5f * 0.999f) bad++;  // min-p 0.5
+      while (cum < frac * z) cum += std::exp((x[order[keep++]] - x[order[0]]) / T);
+      return keep;
+    };
+    const int kind = r % kinds;
+    if (kind == 0 && rank != 0) bad++;
+    if ((kind == 1 && rank >= 3) || (kind == 4 && rank >= 50)) bad++;
+    // +1: a token on the boundary of the probability threshold (float32 on the GPU)
+    if (kind == 2 && rank >= nucleus(0.05, V) + 1) bad++;
+    if (kind == 5 && rank >= nucleus(0.9, V) + 1) bad++;
+    if (kind == 6 && rank >= std::min(20, nucleus(0.95, 20) + 1)) bad++;
+    if (kind == 3 && std::exp((x[t] - x[order[0]]) / T) < 0.5f * 0.999f) bad++;
     double mx = x[order[0]], se = 0;
     for (int i = 0; i < V; i++) se += std::exp(x[i] - mx);
     lp_err = std::max(lp_err, std::fabs(lp[r] - (x[t] - mx - std::log(se))));
@@ -606,44 +644,58 @@ void check_sampling(int R, int V) {
   std::printf("%-4s %-78s %d bad rows, logprob err %.1e\n", ok ? "ok" : "FAIL",
               ("sample R=" + std::to_string(R) + " V=" + std::to_string(V) + " greedy/top-k/top-p/min-p, reproducible").c_str(), bad, lp_err);
 
-  // Empirical distribution of plain temperature sampling over many seeds: matches softmax(x / T).
+  // Empirical distributions over 4096 seeds of one small row: plain temperature, top-k 3, top-p 0.9.
   const int V2 = 8, N = 4096;
-  std::vector<float> small(static_cast<size_t>(N) * V2);
   const float base[V2] = {2.0f, 1.0f, 0.5f, 0.0f, -0.5f, -1.0f, 1.5f, 0.2f};
+  std::vector<float> small(static_cast<size_t>(N) * V2);
   for (int r = 0; r < N; r++)
     for (int i = 0; i < V2; i++) small[static_cast<size_t>(r) * V2 + i] = base[i];
-  std::vector<float> t2(N, 0.7f), p2(N, 1.0f), m2(N, 0.0f);
-  std::vector<int32_t> k2(N, 0), s2(N);
-  std::vector<uint32_t> seed2(2 * N);
-  for (int r = 0; r < N; r++) {
-    s2[r] = r;
-    seed2[2 * r] = 12345;
+  struct Filter {
+    const char* name;
+    int top_k;
+    float top_p;
+    int kept;  // the most likely tokens the filter keeps: 2.0, 1.5, 1.0, 0.5, ...
+  };
+  // at T 0.7 the top three hold 86 % of the mass, the top four 91 %: top-p 0.9 keeps four
+  for (const Filter& f : {Filter{"temperature 0.7", 0, 1.0f, V2}, Filter{"temperature 0.7, top-k 3", 3, 1.0f, 3},
+                          Filter{"temperature 0.7, top-p 0.9", 0, 0.9f, 4}}) {
+    std::vector<float> t2(N, 0.7f), p2(N, f.top_p), m2(N, 0.0f);
+    std::vector<int32_t> k2(N, f.top_k), s2(N);
+    std::vector<uint32_t> seed2(2 * N);
+    for (int r = 0; r < N; r++) {
+      s2[r] = r;
+      seed2[2 * r] = 12345;
+    }
+    Dev<float> dl2(small.size()), dt2(N), dp2(N), dm2(N), dlp2(N);
+    Dev<int32_t> dk2(N), ds2(N), dtok2(N);
+    Dev<uint32_t> dseed2(2 * N);
+    dl2.put(small);
+    dt2.put(t2);
+    dp2.put(p2);
+    dm2.put(m2);
+    dk2.put(k2);
+    ds2.put(s2);
+    dseed2.put(seed2);
+    SamplingParams p2s{dl2.p, dl2.p, dt2.p, dp2.p, dk2.p, dm2.p, dseed2.p, ds2.p, dtok2.p, dlp2.p, N, V2};
+    launch_sample(p2s, 1, nullptr);
+    PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
+    auto t2out = dtok2.get();
+    std::vector<int> by_prob(V2);
+    std::iota(by_prob.begin(), by_prob.end(), 0);
+    std::sort(by_prob.begin(), by_prob.end(), [&](int a, int b) { return base[a] > base[b]; });
+    std::vector<double> freq(V2, 0), want(V2, 0);
+    double z = 0;
+    for (int j = 0; j < f.kept; j++) z += std::exp(base[by_prob[j]] / 0.7);
+    for (int j = 0; j < f.kept; j++) want[by_prob[j]] = std::exp(base[by_prob[j]] / 0.7) / z;
+    for (int t : t2out) freq[t] += 1.0 / N;
+    double worst = 0;
+    for (int i = 0; i < V2; i++) worst = std::max(worst, std::fabs(freq[i] - want[i]));
+    checks++;
+    const bool ok2 = worst < 0.03;
+    if (!ok2) failures++;
+    std::printf("%-4s %-78s max |freq - p| %.3f\n", ok2 ? "ok" : "FAIL",
+                (std::string("sample: ") + f.name + ", frequencies over 4096 draws match softmax").c_str(), worst);
   }
-  Dev<float> dl2(small.size()), dt2(N), dp2(N), dm2(N), dlp2(N);
-  Dev<int32_t> dk2(N), ds2(N), dtok2(N);
-  Dev<uint32_t> dseed2(2 * N);
-  dl2.put(small);
-  dt2.put(t2);
-  dp2.put(p2);
-  dm2.put(m2);
-  dk2.put(k2);
-  ds2.put(s2);
-  dseed2.put(seed2);
-  SamplingParams p2s{dl2.p, dl2.p, dt2.p, dp2.p, dk2.p, dm2.p, dseed2.p, ds2.p, dtok2.p, dlp2.p, N, V2};
-  launch_sample(p2s, nullptr);
-  PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
-  auto t2out = dtok2.get();
-  std::vector<double> freq(V2, 0), want(V2);
-  double z = 0;
-  for (int i = 0; i < V2; i++) z += std::exp(base[i] / 0.7);
-  for (int i = 0; i < V2; i++) want[i] = std::exp(base[i] / 0.7) / z;
-  for (int t : t2out) freq[t] += 1.0 / N;
-  double worst = 0;
-  for (int i = 0; i < V2; i++) worst = std::max(worst, std::fabs(freq[i] - want[i]));
-  checks++;
-  const bool ok2 = worst < 0.03;
-  if (!ok2) failures++;
-  std::printf("%-4s %-78s max |freq - p| %.3f\n", ok2 ? "ok" : "FAIL", "sample: temperature 0.7 frequencies over 4096 draws match softmax", worst);
 }
 
 // The host's copy of the GPU's noise (noise_key / noise_uniform in sampling.cuh), in double precision.
@@ -652,10 +704,11 @@ uint64_t host_mix64(uint64_t z) {
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
-double host_noise_uniform(uint64_t seed, uint32_t step, uint32_t index) {
+// -log(u) for the token's uniform u = (m + 0.5) / 2^24, as exponential_noise computes it.
+double host_exponential_noise(uint64_t seed, uint32_t step, uint32_t index) {
   const uint64_t key = host_mix64(seed + 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) + 1));
-  const uint64_t h = host_mix64(key ^ (0xd1b54a32d192ed03ULL * (static_cast<uint64_t>(index) + 1)));
-  return (static_cast<double>(h >> 40) + 0.5) / 16777216.0;
+  const uint64_t m = host_mix64(key ^ (0xd1b54a32d192ed03ULL * (static_cast<uint64_t>(index) + 1))) >> 40;
+  return -std::log1p(-(16777215.0 - static_cast<double>(m) + 0.5) / 16777216.0);
 }
 
 // Unfiltered rows (the one-pass path): the drawn token is exactly the host's Gumbel-max argmax of
@@ -689,12 +742,20 @@ void check_sampling_exact(int R, int V, bool penalised) {
   ds.put(step);
   dseed.put(seed);
   SamplingParams p{dw.p, penalised ? draw.p : dw.p, dt.p, dp.p, dk.p, dm.p, dseed.p, ds.p, dtok.p, dlp.p, R, V};
+  SampleSplitScratch scratch(R);
+  scratch.attach(p);
   dtok.poison();
-  launch_sample(p, nullptr);
+  launch_sample(p, 1, nullptr);
+  const auto whole = dtok.get();
+  const int splits = sample_splits(R, gpu_sms());
+  dtok.poison();
+  dlp.poison();
+  for (int rep = 0; rep < 2; rep++) launch_sample(p, splits, nullptr);  // twice: the counters re-arm
   PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
   const auto tok = dtok.get();
   const auto lp = dlp.get();
   int bad = 0, near_ties = 0;
+  for (int r = 0; r < R; r++) bad += tok[r] != whole[r];  // slices merged: the same draw as one CTA
   double lp_err = 0;
   for (int r = 0; r < R; r++) {
     const float* x = work.data() + static_cast<size_t>(r) * V;
@@ -704,7 +765,7 @@ void check_sampling_exact(int R, int V, bool penalised) {
     int want = 0;
     for (int i = 0; i < V; i++) {
       key[i] = temp[r] == 0.0f ? x[i] : x[i] / static_cast<double>(temp[r]) -
-                                            std::log(-std::log(host_noise_uniform(s, static_cast<uint32_t>(step[r]), static_cast<uint32_t>(i))));
+                                            std::log(host_exponential_noise(s, static_cast<uint32_t>(step[r]), static_cast<uint32_t>(i)));
       if (key[i] > key[want]) want = i;
     }
     const int t = tok[r];
@@ -725,8 +786,8 @@ void check_sampling_exact(int R, int V, bool penalised) {
   const bool ok = bad == 0 && near_ties <= R / 16 && lp_err < 1e-3;
   if (!ok) failures++;
   char name[200];
-  std::snprintf(name, sizeof name, "sample R=%d V=%d unfiltered rows%s: the host's Gumbel-max draw", R, V,
-                penalised ? ", penalised copy" : "");
+  std::snprintf(name, sizeof name, "sample R=%d V=%d unfiltered rows%s, %d CTAs per row: the host's Gumbel-max draw", R, V,
+                penalised ? ", penalised copy" : "", splits);
   std::printf("%-4s %-78s %d bad rows, %d near-ties, logprob err %.1e\n", ok ? "ok" : "FAIL", name, bad, near_ties, lp_err);
 }
 
@@ -951,6 +1012,9 @@ int main() {
   check_sampling_exact(64, 151936, false);
   check_sampling_exact(32, 151936, true);
   check_sampling_exact(32, 1001, false);
+  check_sampling_exact(1, 151936, false);
+  check_sampling_exact(3, 151936, true);
+  check_sampling_exact(2, 1001, true);
   check_penalties(16, 151936);
   check_rejections();
   std::printf("\nkernel checks: %d passed, %d failed\n", checks - failures, failures);

@@ -288,6 +288,9 @@ void CudaRank::size_workspace() {
   s_host_i_ = PinnedArray<int32_t>(4 * static_cast<int64_t>(R));
   out_dev_ = DeviceArray<int32_t>(2 * static_cast<int64_t>(R) * (1 + kMaxTopLogprobs));
   out_host_ = PinnedArray<int32_t>(2 * static_cast<int64_t>(R) * (1 + kMaxTopLogprobs));
+  sample_partials_ = DeviceArray<kernels::RowScan>(static_cast<int64_t>(R) * kernels::kSampleMaxSplits);
+  sample_arrivals_ = DeviceArray<int32_t>(R);
+  check(cudaMemset(sample_arrivals_.get(), 0, sample_arrivals_.bytes()), "cudaMemset(sampling counters)");
 }
 
 void CudaRank::set_logits_target(float* rank0_logits) {
@@ -569,8 +572,9 @@ void CudaRank::sample(const StepInput& in, StepOutput& out, int R) {
       work = logits_work_.get();
     }
     kernels::SamplingParams sp{work, logits_.get(), df, df + max_seqs_, di, df + 2 * max_seqs_,
-                               reinterpret_cast<const uint32_t*>(di + 2 * max_seqs_), di + max_seqs_, out_tokens, out_lp, R, V};
-    kernels::launch_sample(sp, stream_);
+                               reinterpret_cast<const uint32_t*>(di + 2 * max_seqs_), di + max_seqs_, out_tokens, out_lp, R, V,
+                               sample_partials_.get(), sample_arrivals_.get()};
+    kernels::launch_sample(sp, kernels::sample_splits(R, num_sms_), stream_);
     kernels::launch_top_logprobs(logits_.get(), out_top_ids, out_top_lp, R, V, K, stream_);
     const size_t n = static_cast<size_t>(2 * R + 2 * static_cast<int64_t>(R) * K);
     check(cudaMemcpyAsync(out_host_.get(), out_dev_.get(), n * 4, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(outputs)");

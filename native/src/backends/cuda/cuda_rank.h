@@ -24,6 +24,7 @@
 
 namespace pagoda::kernels {
 struct PenaltyEntry;  // sampling.cuh
+struct RowScan;       // sampling.cuh
 }
 
 namespace pagoda::cuda {
@@ -148,6 +149,9 @@ class CudaRank {
   PinnedArray<int32_t> s_host_i_;
   DeviceArray<int32_t> out_dev_;
   PinnedArray<int32_t> out_host_;
+  // Token selection split over several CTAs per row when the batch is small (kernels::sample_splits).
+  DeviceArray<kernels::RowScan> sample_partials_;
+  DeviceArray<int32_t> sample_arrivals_;
   DeviceArray<kernels::PenaltyEntry> penalties_;
   std::map<int, cudaGraphExec_t> graphs_;
   StepProfiler profiler_;  // PAGODA_PROFILE=1
