@@ -321,7 +321,7 @@ inline int sample_splits(int R, int sms) { return std::max(1, std::min(kSampleMa
 // argmax, Gumbel-max draw and the raw log-sum-exp in the same pass, a row's slices in `splits` CTAs
 // whose last merges them. Filtered rows run in their first CTA alone: the max, then their threshold tau
 // (find_threshold), then the same final pass keeping only tokens with p >= tau.
-__global__ void __launch_bounds__(1024) sample_kernel(SamplingParams p) {
+__global__ void __launch_bounds__(1024, 2) sample_kernel(SamplingParams p) {
   __shared__ RowScan slots[32];
   __shared__ float scratch[32];
   __shared__ float hist[kThresholdBuckets];
