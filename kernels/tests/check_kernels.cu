@@ -554,6 +554,27 @@ struct SampleSplitScratch {
   }
 };
 
+// One launch_sample call's per-row settings on the device, and its outputs (tokens, logprobs).
+struct SamplingRows {
+  Dev<float> temperature, top_p, min_p, logprobs;
+  Dev<int32_t> top_k, step, tokens;
+  Dev<uint32_t> seed;  // [R * 2] low, high words
+  SamplingRows(const std::vector<float>& t, const std::vector<float>& tp, const std::vector<float>& mp, const std::vector<int32_t>& k,
+               const std::vector<int32_t>& st, const std::vector<uint32_t>& sd)
+      : temperature(t.size()), top_p(t.size()), min_p(t.size()), logprobs(t.size()), top_k(t.size()), step(t.size()),
+        tokens(t.size()), seed(sd.size()) {
+    temperature.put(t);
+    top_p.put(tp);
+    min_p.put(mp);
+    top_k.put(k);
+    step.put(st);
+    seed.put(sd);
+  }
+  SamplingParams params(const float* logits, const float* raw, int V) const {
+    return {logits, raw, temperature.p, top_p.p, top_k.p, min_p.p, seed.p, step.p, tokens.p, logprobs.p, static_cast<int>(tokens.n), V};
+  }
+};
+
 int gpu_sms() {
   cudaDeviceProp prop{};
   PAGODA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -585,25 +606,18 @@ void check_sampling(int R, int V) {
     }
     seed[2 * r] = static_cast<uint32_t>(rng());
   }
-  Dev<float> dl(logits.size()), dt(R), dp(R), dm(R), dlp(R);
-  Dev<int32_t> dk(R), ds(R), dtok(R);
-  Dev<uint32_t> dseed(2 * R);
+  Dev<float> dl(logits.size());
   dl.put(logits);
-  dt.put(temp);
-  dp.put(top_p);
-  dm.put(min_p);
-  dk.put(top_k);
-  ds.put(step);
-  dseed.put(seed);
-  SamplingParams p{dl.p, dl.p, dt.p, dp.p, dk.p, dm.p, dseed.p, ds.p, dtok.p, dlp.p, R, V};
+  SamplingRows rows(temp, top_p, min_p, top_k, step, seed);
+  SamplingParams p = rows.params(dl.p, dl.p, V);
   SampleSplitScratch split(R);
   split.attach(p);
   launch_sample(p, kSampleMaxSplits, nullptr);  // greedy and plain rows split, filtered rows in their first CTA
   PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
-  auto tok = dtok.get();
-  auto lp = dlp.get();
+  auto tok = rows.tokens.get();
+  auto lp = rows.logprobs.get();
   launch_sample(p, 1, nullptr);  // same seeds, same steps, one CTA per row: same tokens
-  auto tok2 = dtok.get();
+  auto tok2 = rows.tokens.get();
   int bad = 0;
   double lp_err = 0;
   for (int r = 0; r < R; r++) {
@@ -666,20 +680,13 @@ void check_sampling(int R, int V) {
       s2[r] = r;
       seed2[2 * r] = 12345;
     }
-    Dev<float> dl2(small.size()), dt2(N), dp2(N), dm2(N), dlp2(N);
-    Dev<int32_t> dk2(N), ds2(N), dtok2(N);
-    Dev<uint32_t> dseed2(2 * N);
+    Dev<float> dl2(small.size());
     dl2.put(small);
-    dt2.put(t2);
-    dp2.put(p2);
-    dm2.put(m2);
-    dk2.put(k2);
-    ds2.put(s2);
-    dseed2.put(seed2);
-    SamplingParams p2s{dl2.p, dl2.p, dt2.p, dp2.p, dk2.p, dm2.p, dseed2.p, ds2.p, dtok2.p, dlp2.p, N, V2};
+    SamplingRows rows2(t2, p2, m2, k2, s2, seed2);
+    const SamplingParams p2s = rows2.params(dl2.p, dl2.p, V2);
     launch_sample(p2s, 1, nullptr);
     PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
-    auto t2out = dtok2.get();
+    auto t2out = rows2.tokens.get();
     std::vector<int> by_prob(V2);
     std::iota(by_prob.begin(), by_prob.end(), 0);
     std::sort(by_prob.begin(), by_prob.end(), [&](int a, int b) { return base[a] > base[b]; });
@@ -698,7 +705,7 @@ void check_sampling(int R, int V) {
   }
 }
 
-// The host's copy of the GPU's noise (noise_key / noise_uniform in sampling.cuh), in double precision.
+// The host's copy of the GPU's noise (noise_key / exponential_noise in sampling.cuh), in double precision.
 uint64_t host_mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -730,30 +737,23 @@ void check_sampling_exact(int R, int V, bool penalised) {
     seed[2 * r] = static_cast<uint32_t>(rng());
     seed[2 * r + 1] = static_cast<uint32_t>(rng());
   }
-  Dev<float> dw(work.size()), draw(raw.size()), dt(R), dp(R), dm(R), dlp(R);
-  Dev<int32_t> dk(R), ds(R), dtok(R);
-  Dev<uint32_t> dseed(2 * R);
+  Dev<float> dw(work.size()), draw(raw.size());
   dw.put(work);
   draw.put(raw);
-  dt.put(temp);
-  dp.put(top_p);
-  dm.put(min_p);
-  dk.put(top_k);
-  ds.put(step);
-  dseed.put(seed);
-  SamplingParams p{dw.p, penalised ? draw.p : dw.p, dt.p, dp.p, dk.p, dm.p, dseed.p, ds.p, dtok.p, dlp.p, R, V};
+  SamplingRows rows(temp, top_p, min_p, top_k, step, seed);
+  SamplingParams p = rows.params(dw.p, penalised ? draw.p : dw.p, V);
   SampleSplitScratch scratch(R);
   scratch.attach(p);
-  dtok.poison();
+  rows.tokens.poison();
   launch_sample(p, 1, nullptr);
-  const auto whole = dtok.get();
+  const auto whole = rows.tokens.get();
   const int splits = sample_splits(R, gpu_sms());
-  dtok.poison();
-  dlp.poison();
+  rows.tokens.poison();
+  rows.logprobs.poison();
   for (int rep = 0; rep < 2; rep++) launch_sample(p, splits, nullptr);  // twice: the counters re-arm
   PAGODA_CUDA_CHECK(cudaDeviceSynchronize());
-  const auto tok = dtok.get();
-  const auto lp = dlp.get();
+  const auto tok = rows.tokens.get();
+  const auto lp = rows.logprobs.get();
   int bad = 0, near_ties = 0;
   for (int r = 0; r < R; r++) bad += tok[r] != whole[r];  // slices merged: the same draw as one CTA
   double lp_err = 0;
