@@ -475,8 +475,8 @@ void bench_sampling(int R, int V, const char* kind, float temperature, float top
     PAGODA_CUDA_CHECK(cudaMalloc(&logits[s], n * 4));
     fill_logits<<<1024, 256>>>(logits[s], n, 17 + s);
   }
-  const std::vector<float> t(R, temperature), tp(R, top_p), mp(R, 0.0f), lp(R);
-  const std::vector<int32_t> k(R, 0), step(R, 3), tok(R);
+  const std::vector<float> t(R, temperature), tp(R, top_p), mp(R, 0.0f);
+  const std::vector<int32_t> k(R, 0), step(R, 3);
   std::vector<uint32_t> seed(2 * R, 12345);
   float *dt, *dtp, *dmp, *dlp;
   int32_t *dk, *ds, *dtok;
