@@ -7,7 +7,7 @@
  * unchanged weights are kept; bad tokens, unknown revisions and corrupt files fail clearly.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -68,8 +68,13 @@ let cdn: Server;
 let hubUrl: string;
 let cdnUrl: string;
 const log: Log[] = [];
-/** shards whose first transfer is cut half-way */
-const cutOnce = new Set<string>();
+/**
+ * Shards whose first transfer is cut half-way, each with the `.part` file the client writes: the cut
+ * waits until the client holds the half on disk, so the resume point is known. (Cutting at once would
+ * race the client's writes: bytes still in its buffers are lost with the connection, and it resumes
+ * from whatever reached the disk, possibly nothing.)
+ */
+const cutOnce = new Map<string, string>();
 /** files the CDN corrupts */
 const corrupt = new Set<string>();
 
@@ -81,6 +86,13 @@ function listen(s: Server): Promise<string> {
 
 function record(req: IncomingMessage, host: 'hub' | 'cdn') {
   log.push({ path: req.url ?? '', auth: req.headers.authorization, range: req.headers.range, host });
+}
+
+/** Resolves once `path` holds `size` bytes, or after 30 s (the test then fails on the Range it sees). */
+async function waitForSize(path: string, size: number) {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && !(existsSync(path) && statSync(path).size >= size))
+    await new Promise((r) => setTimeout(r, 10));
 }
 
 function sendRange(req: IncomingMessage, res: ServerResponse, body: Buffer, name: string) {
@@ -99,9 +111,15 @@ function sendRange(req: IncomingMessage, res: ServerResponse, body: Buffer, name
     return;
   }
   res.writeHead(200, { 'content-length': String(body.length) });
-  if (cutOnce.delete(name)) {
-    // half the file, then the connection drops
-    res.write(body.subarray(0, body.length >> 1), () => res.socket?.destroy());
+  const watch = cutOnce.get(name);
+  if (watch !== undefined) {
+    cutOnce.delete(name);
+    // half the file, then the connection drops once the client has stored it
+    const half = body.length >> 1;
+    res.write(body.subarray(0, half), async () => {
+      await waitForSize(watch, half);
+      res.socket?.destroy();
+    });
     return;
   }
   res.end(body);
@@ -167,7 +185,7 @@ describe('pagoda download', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('fetches config, tokenizer and indexed shards at the resolved commit, resuming a cut transfer', async () => {
-    cutOnce.add('model-00002-of-00004.safetensors');
+    cutOnce.set('model-00002-of-00004.safetensors', join(dir, 'model-00002-of-00004.safetensors.part'));
     log.length = 0;
     const r = await run(dir);
     expect(r.stderr).toMatch(/commit a1b2c3d4/);
